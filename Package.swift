@@ -1,0 +1,118 @@
+// swift-tools-version: 6.1
+// Oko: a DPDK software switch whose flow tables match on BPF filter programs.
+//
+// Module graph, lowest layer first (a module imports only modules above it in this list):
+//   CDPDK, CElf, CNghttp2      C shims / system libraries
+//   OkoBPF                     eBPF ISA: decoder, assembler, disassembler, interpreter
+//   OkoJIT                     x86-64 JIT for OkoBPF programs
+//   OkoMaps                    BPF maps (hash, array, LRU, Bloom, count-min, ...)
+//   OkoLoader                  ELF/BTF loader, helpers, verifier -> runnable programs
+//   OkoDPDK                    Swift wrapper of the EAL, ports, mempools
+//   OkoDatapath                bridges, parser, classifier, caches, actions, PMD threads
+//   OkoOpenFlow                OpenFlow 1.3 codec and endpoint (drives OkoDatapath)
+//   OkoHTTP                    HTTP/1.1 + HTTP/2 (nghttp2) server; knows nothing of switches
+//   OkoAPI                     REST resources and metrics on OkoHTTP + OkoDatapath
+//   okod, okoctl, oko-bpf-plugin  executables
+import PackageDescription
+
+let dpdkCFlags: [CSetting] = [
+    .unsafeFlags([
+        "-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk",
+        "-include", "rte_config.h", "-march=corei7",
+    ]),
+]
+
+let dpdkLibraries = [
+    "rte_eal", "rte_mempool", "rte_mbuf", "rte_ethdev", "rte_ring", "rte_net", "rte_kvargs",
+    "rte_telemetry", "rte_bpf",
+]
+
+let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "Oko",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "okod", targets: ["okod"]),
+        .executable(name: "okoctl", targets: ["okoctl"]),
+        .executable(name: "oko-bpf-plugin", targets: ["oko-bpf-plugin"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // C shims
+        .target(
+            name: "CDPDK",
+            cSettings: dpdkCFlags,
+            linkerSettings: dpdkLibraries.map { .linkedLibrary($0) }
+        ),
+        .systemLibrary(name: "CElf", pkgConfig: "libelf", providers: [.apt(["libelf-dev"])]),
+        .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+
+        // eBPF engine
+        .target(name: "OkoBPF", swiftSettings: swift6),
+        .target(name: "OkoJIT", dependencies: ["OkoBPF"], swiftSettings: swift6),
+        .target(name: "OkoMaps", swiftSettings: swift6),
+        .target(
+            name: "OkoLoader",
+            dependencies: ["OkoBPF", "OkoJIT", "OkoMaps", "CElf"],
+            swiftSettings: swift6
+        ),
+
+        // datapath
+        .target(name: "OkoDPDK", dependencies: ["CDPDK"], swiftSettings: swift6),
+        .target(
+            name: "OkoDatapath",
+            dependencies: ["OkoDPDK", "OkoLoader", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swift6
+        ),
+
+        // control plane
+        .target(name: "OkoOpenFlow", dependencies: ["OkoDatapath"], swiftSettings: swift6),
+        .target(
+            name: "OkoHTTP",
+            dependencies: [
+                "CNghttp2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swift6
+        ),
+        .target(name: "OkoAPI", dependencies: ["OkoHTTP", "OkoDatapath"], swiftSettings: swift6),
+
+        // executables
+        .executableTarget(
+            name: "okod",
+            dependencies: [
+                "OkoDatapath", "OkoDPDK",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swift6
+        ),
+        .executableTarget(
+            name: "okoctl",
+            dependencies: ["OkoLoader", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swift6
+        ),
+        .executableTarget(name: "oko-bpf-plugin", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
+
+        // tests
+        .testTarget(name: "OkoBPFTests", dependencies: ["OkoBPF"], swiftSettings: swift6),
+        .testTarget(name: "OkoJITTests", dependencies: ["OkoJIT", "OkoBPF"], swiftSettings: swift6),
+        .testTarget(name: "OkoMapsTests", dependencies: ["OkoMaps"], swiftSettings: swift6),
+        .testTarget(name: "OkoLoaderTests", dependencies: ["OkoLoader"], swiftSettings: swift6),
+        .testTarget(name: "OkoDPDKTests", dependencies: ["OkoDPDK"], swiftSettings: swift6),
+        .testTarget(name: "OkoDatapathTests", dependencies: ["OkoDatapath"], swiftSettings: swift6),
+        .testTarget(name: "OkoOpenFlowTests", dependencies: ["OkoOpenFlow"], swiftSettings: swift6),
+        .testTarget(name: "OkoHTTPTests", dependencies: ["OkoHTTP"], swiftSettings: swift6),
+        .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI"], swiftSettings: swift6),
+        .testTarget(name: "OkodTests", dependencies: [], swiftSettings: swift6),
+    ]
+)

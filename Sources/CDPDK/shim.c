@@ -1,0 +1,1 @@
+#include "CDPDK.h"

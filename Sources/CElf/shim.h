@@ -1,0 +1,3 @@
+// CElf: libelf (elfutils) for the BPF ELF loader. System library; found with pkg-config.
+#include <libelf.h>
+#include <gelf.h>

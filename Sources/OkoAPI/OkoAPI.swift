@@ -1,0 +1,1 @@
+// OkoAPI: placeholder until the module lands.

@@ -1,0 +1,1 @@
+// OkoDPDK: placeholder until the module lands.

@@ -1,0 +1,1 @@
+// OkoDatapath: placeholder until the module lands.

@@ -1,0 +1,1 @@
+// OkoHTTP: placeholder until the module lands.

@@ -1,0 +1,1 @@
+// OkoJIT: placeholder until the module lands.

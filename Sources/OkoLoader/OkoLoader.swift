@@ -1,0 +1,1 @@
+// OkoLoader: placeholder until the module lands.

@@ -1,0 +1,1 @@
+// OkoMaps: placeholder until the module lands.

@@ -1,0 +1,1 @@
+// OkoOpenFlow: placeholder until the module lands.
