@@ -6,6 +6,7 @@
 //   OkoBPF                     eBPF ISA: decoder, assembler, disassembler, interpreter
 //   OkoJIT                     x86-64 JIT for OkoBPF programs
 //   OkoMaps                    BPF maps (hash, array, LRU, Bloom, count-min, ...)
+//   OkoVerifier                static safety proof of a program (types, ranges, termination)
 //   OkoLoader                  ELF/BTF loader, helpers, verifier -> runnable programs
 //   OkoDPDK                    Swift wrapper of the EAL, ports, mempools
 //   OkoDatapath                bridges, parser, classifier, caches, actions, PMD threads
@@ -57,9 +58,10 @@ let package = Package(
         .target(name: "OkoBPF", swiftSettings: swift6),
         .target(name: "OkoJIT", dependencies: ["OkoBPF"], swiftSettings: swift6),
         .target(name: "OkoMaps", swiftSettings: swift6),
+        .target(name: "OkoVerifier", dependencies: ["OkoBPF"], swiftSettings: swift6),
         .target(
             name: "OkoLoader",
-            dependencies: ["OkoBPF", "OkoJIT", "OkoMaps", "CElf"],
+            dependencies: ["OkoBPF", "OkoJIT", "OkoMaps", "OkoVerifier", "CElf"],
             swiftSettings: swift6
         ),
 
@@ -107,6 +109,7 @@ let package = Package(
         .testTarget(name: "OkoBPFTests", dependencies: ["OkoBPF"], swiftSettings: swift6),
         .testTarget(name: "OkoJITTests", dependencies: ["OkoJIT", "OkoBPF"], swiftSettings: swift6),
         .testTarget(name: "OkoMapsTests", dependencies: ["OkoMaps"], swiftSettings: swift6),
+        .testTarget(name: "OkoVerifierTests", dependencies: ["OkoVerifier", "OkoBPF"], swiftSettings: swift6),
         .testTarget(name: "OkoLoaderTests", dependencies: ["OkoLoader"], swiftSettings: swift6),
         .testTarget(name: "OkoDPDKTests", dependencies: ["OkoDPDK"], swiftSettings: swift6),
         .testTarget(name: "OkoDatapathTests", dependencies: ["OkoDatapath"], swiftSettings: swift6),

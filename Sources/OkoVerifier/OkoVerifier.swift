@@ -1,0 +1,1 @@
+// OkoVerifier: placeholder until the module lands.
