@@ -1,1 +1,0 @@
-// OkoDPDK: placeholder until the module lands.

@@ -1,0 +1,245 @@
+// okod's configuration file (YAML).
+//
+// Design note: the file is parsed into a YAML node tree and walked by hand rather than decoded with
+// Codable, so that every mistake is reported with its path (`bridges[0].ports[1]: unknown key
+// 'devarg'`) and unknown keys are errors instead of being silently ignored.
+import Foundation
+import Yams
+
+struct ConfigurationError: Error, CustomStringConvertible {
+    let description: String
+    init(_ path: String, _ message: String) {
+        description = path.isEmpty ? message : "\(path): \(message)"
+    }
+}
+
+struct Configuration {
+    struct Port {
+        var name: String?
+        var devargs: String
+        var ofport: UInt32?
+    }
+
+    struct Bridge {
+        var name: String
+        var ports: [Port]
+    }
+
+    var ealArguments: [String] = ["-l", "0-1", "--no-pci"]
+    var mbufs: UInt32 = 16384
+    var pmdCores: [UInt32] = []
+    var apiListen = "127.0.0.1:8080"
+    var openflowListen = "127.0.0.1:6653"
+    var logLevel = "info"
+    var statsInterval: Double = 5
+    var bridges: [Bridge] = []
+
+    static func load(path: String) throws -> Configuration {
+        let url = URL(fileURLWithPath: path)
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+            throw ConfigurationError("", "cannot read configuration file '\(path)'")
+        }
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigurationError("", "'\(path)' is not valid YAML: \(error)")
+        }
+        let configDirectory = url.deletingLastPathComponent().standardizedFileURL.path
+        return try parse(node ?? Node.mapping([:]), configDirectory: configDirectory)
+    }
+
+    static func parse(_ root: Node, configDirectory: String) throws -> Configuration {
+        var config = Configuration()
+        let top = try Fields(root, path: "")
+        if let dpdk = try top.mapping("dpdk") {
+            if let args = try dpdk.strings("eal_args") { config.ealArguments = args }
+            if let mbufs = try dpdk.integer("mbufs", range: 1024...4_000_000) { config.mbufs = UInt32(mbufs) }
+            try dpdk.finish(allowed: ["eal_args", "mbufs"])
+        }
+        if let cores = try top.integers("pmd_cores") { config.pmdCores = cores.map { UInt32($0) } }
+        if let api = try top.mapping("api") {
+            if let listen = try api.string("listen") { config.apiListen = try validateListen(listen, path: api.path + ".listen") }
+            try api.finish(allowed: ["listen"])
+        }
+        if let openflow = try top.mapping("openflow") {
+            if let listen = try openflow.string("listen") {
+                config.openflowListen = try validateListen(listen, path: openflow.path + ".listen")
+            }
+            try openflow.finish(allowed: ["listen"])
+        }
+        if let level = try top.string("log_level") {
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            guard levels.contains(level) else {
+                throw ConfigurationError("log_level", "'\(level)' is not one of \(levels.joined(separator: ", "))")
+            }
+            config.logLevel = level
+        }
+        if let interval = try top.number("stats_interval") { config.statsInterval = interval }
+        if let bridges = try top.sequence("bridges") {
+            var names = Set<String>()
+            for (index, node) in bridges.enumerated() {
+                let path = "bridges[\(index)]"
+                let fields = try Fields(node, path: path)
+                guard let name = try fields.string("name"), !name.isEmpty else {
+                    throw ConfigurationError(path, "missing key 'name'")
+                }
+                guard names.insert(name).inserted else { throw ConfigurationError(path, "duplicate bridge name '\(name)'") }
+                var bridge = Bridge(name: name, ports: [])
+                var ofports = Set<UInt32>()
+                for (portIndex, portNode) in (try fields.sequence("ports") ?? []).enumerated() {
+                    let portPath = "\(path).ports[\(portIndex)]"
+                    let portFields = try Fields(portNode, path: portPath)
+                    guard let devargs = try portFields.string("devargs") else {
+                        throw ConfigurationError(portPath, "missing key 'devargs'")
+                    }
+                    let resolved = try validateDevargs(
+                        devargs.replacingOccurrences(of: "${config_dir}", with: configDirectory), path: portPath + ".devargs")
+                    var port = Port(name: try portFields.string("name"), devargs: resolved, ofport: nil)
+                    if let ofport = try portFields.integer("ofport", range: 1...0xffff_ff00) {
+                        guard ofports.insert(UInt32(ofport)).inserted else {
+                            throw ConfigurationError(portPath, "duplicate ofport \(ofport)")
+                        }
+                        port.ofport = UInt32(ofport)
+                    }
+                    try portFields.finish(allowed: ["name", "devargs", "ofport"])
+                    bridge.ports.append(port)
+                }
+                try fields.finish(allowed: ["name", "ports"])
+                config.bridges.append(bridge)
+            }
+        }
+        try top.finish(allowed: [
+            "dpdk", "pmd_cores", "api", "openflow", "log_level", "stats_interval", "bridges",
+        ])
+        return config
+    }
+
+    /// Checks `HOST:PORT` syntax.
+    static func validateListen(_ value: String, path: String) throws -> String {
+        guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]),
+            (0...65535).contains(port), colon != value.startIndex
+        else {
+            throw ConfigurationError(path, "'\(value)' is not HOST:PORT")
+        }
+        return value
+    }
+
+    /// Catches devargs mistakes that DPDK would report obscurely or not at all: an empty device name,
+    /// unknown virtual device drivers, and pcap files that do not exist.
+    static func validateDevargs(_ devargs: String, path: String) throws -> String {
+        let parts = devargs.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard let device = parts.first, !device.isEmpty, !device.contains(" ") else {
+            throw ConfigurationError(path, "'\(devargs)' does not start with a device name")
+        }
+        let isPCI = device.range(of: #"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"#, options: .regularExpression) != nil
+        if !isPCI {
+            let drivers = ["net_pcap", "net_af_packet", "net_af_xdp", "net_tap", "net_ring", "net_null", "net_memif",
+                           "net_vhost", "net_virtio_user", "net_bonding", "eth_pcap", "eth_af_packet", "net_ring"]
+            let driver = device.prefix { !$0.isNumber }
+            guard drivers.contains(String(driver)) else {
+                throw ConfigurationError(path, "'\(device)' is neither a PCI address nor a known virtual device (\(drivers.filter { $0.hasPrefix("net_") }.joined(separator: ", ")) followed by a number)")
+            }
+            guard device.count > driver.count else {
+                throw ConfigurationError(path, "virtual device '\(device)' needs an instance number, e.g. '\(device)0'")
+            }
+        }
+        for part in parts.dropFirst() {
+            guard let equals = part.firstIndex(of: "=") else {
+                throw ConfigurationError(path, "argument '\(part)' in '\(devargs)' is not KEY=VALUE")
+            }
+            let key = part[..<equals], value = String(part[part.index(after: equals)...])
+            if key == "rx_pcap" {
+                guard FileManager.default.isReadableFile(atPath: value) else {
+                    throw ConfigurationError(path, "pcap file '\(value)' does not exist or is not readable")
+                }
+            }
+            if key == "tx_pcap" {
+                let directory = URL(fileURLWithPath: value).deletingLastPathComponent().path
+                guard FileManager.default.fileExists(atPath: directory) else {
+                    throw ConfigurationError(path, "directory of pcap output '\(value)' does not exist")
+                }
+            }
+        }
+        return devargs
+    }
+}
+
+/// A YAML mapping being read field by field; `finish` rejects the keys nobody asked for.
+private final class Fields {
+    let path: String
+    private var values: [String: Node] = [:]
+
+    init(_ node: Node, path: String) throws {
+        self.path = path
+        guard case .mapping(let mapping) = node else {
+            throw ConfigurationError(path, "expected a mapping of keys to values")
+        }
+        for (key, value) in mapping {
+            guard let name = key.string else { throw ConfigurationError(path, "keys must be strings") }
+            values[name] = value
+        }
+    }
+
+    private var consumed = Set<String>()
+
+    private func take(_ key: String) -> Node? {
+        consumed.insert(key)
+        guard let node = values[key] else { return nil }
+        if case .scalar(let scalar) = node, scalar.tag == .init(.null) || scalar.string == "~" { return nil }
+        return node
+    }
+
+    private func sub(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    func string(_ key: String) throws -> String? {
+        guard let node = take(key) else { return nil }
+        guard case .scalar(let scalar) = node else { throw ConfigurationError(sub(key), "expected a string") }
+        return scalar.string
+    }
+
+    func number(_ key: String) throws -> Double? {
+        guard let text = try string(key) else { return nil }
+        guard let value = Double(text), value >= 0 else { throw ConfigurationError(sub(key), "'\(text)' is not a non-negative number") }
+        return value
+    }
+
+    func integer(_ key: String, range: ClosedRange<Int>) throws -> Int? {
+        guard let text = try string(key) else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw ConfigurationError(sub(key), "'\(text)' is not an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    func sequence(_ key: String) throws -> [Node]? {
+        guard let node = take(key) else { return nil }
+        guard case .sequence(let sequence) = node else { throw ConfigurationError(sub(key), "expected a list") }
+        return Array(sequence)
+    }
+
+    func strings(_ key: String) throws -> [String]? {
+        try sequence(key)?.enumerated().map { index, node in
+            guard case .scalar(let scalar) = node else { throw ConfigurationError("\(sub(key))[\(index)]", "expected a string") }
+            return scalar.string
+        }
+    }
+
+    func integers(_ key: String) throws -> [Int]? {
+        try strings(key)?.enumerated().map { index, text in
+            guard let value = Int(text), value >= 0 else { throw ConfigurationError("\(sub(key))[\(index)]", "'\(text)' is not a core number") }
+            return value
+        }
+    }
+
+    func mapping(_ key: String) throws -> Fields? {
+        guard let node = take(key) else { return nil }
+        return try Fields(node, path: sub(key))
+    }
+
+    func finish(allowed: Set<String>) throws {
+        for key in values.keys.sorted() where !allowed.contains(key) {
+            throw ConfigurationError(path, "unknown key '\(key)' (allowed: \(allowed.sorted().joined(separator: ", ")))")
+        }
+    }
+}
