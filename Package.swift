@@ -10,6 +10,7 @@
 //   OkoLoader                  ELF/BTF loader, helpers, verifier -> runnable programs
 //   OkoDPDK                    Swift wrapper of the EAL, ports, mempools
 //   OkoDatapath                bridges, parser, classifier, caches, actions, PMD threads
+//   OkoStore                   durable configuration store (SQLite WAL through GRDB)
 //   OkoOpenFlow                OpenFlow 1.3 codec and endpoint (drives OkoDatapath)
 //   OkoHTTP                    HTTP/1.1 + HTTP/2 (nghttp2) server; knows nothing of switches
 //   OkoAPI                     REST resources and metrics on OkoHTTP + OkoDatapath
@@ -43,6 +44,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // C shims
@@ -74,6 +76,7 @@ let package = Package(
         ),
 
         // control plane
+        .target(name: "OkoStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swift6),
         .target(name: "OkoOpenFlow", dependencies: ["OkoDatapath"], swiftSettings: swift6),
         .target(
             name: "OkoHTTP",
@@ -116,6 +119,7 @@ let package = Package(
         .testTarget(name: "OkoOpenFlowTests", dependencies: ["OkoOpenFlow"], swiftSettings: swift6),
         .testTarget(name: "OkoHTTPTests", dependencies: ["OkoHTTP"], swiftSettings: swift6),
         .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI"], swiftSettings: swift6),
+        .testTarget(name: "OkoStoreTests", dependencies: ["OkoStore"], swiftSettings: swift6),
         .testTarget(name: "OkodTests", dependencies: [], swiftSettings: swift6),
     ]
 )
