@@ -1,1 +1,0 @@
-// OkoAPI: placeholder until the module lands.
