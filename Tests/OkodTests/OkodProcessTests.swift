@@ -29,7 +29,7 @@ struct OkodProcessTests {
         try makePcap(["udp", in2.path, "--flows", "50", "--size", "128"])
         let config = try writeConfig("""
             dpdk:
-              eal_args: ["-l", "0-1", "--no-pci"]
+              eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
               mbufs: 4096
             stats_interval: 0.2
             bridges:
@@ -57,6 +57,35 @@ struct OkodProcessTests {
         #expect(counter("tx_bytes", port: 1, in: output) == 50 * 128)
         #expect(try readPcap(out2) == readPcap(in1), "port 2 must emit exactly what port 1 received, in order")
         #expect(try readPcap(out1) == readPcap(in2), "port 1 must emit exactly what port 2 received, in order")
+    }
+
+    /// A net_ring port created by devargs loops what it sends back into its own receive queue, so every
+    /// packet entering port 1 crosses the bridge twice and leaves port 1 again, exactly once.
+    @Test func packetsComeBackThroughALoopingRingPort() throws {
+        let directory = try TestEnvironment.temporaryDirectory("ring")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let input = directory.appendingPathComponent("in.pcap"), output = directory.appendingPathComponent("out.pcap")
+        try makePcap(["udp", input.path, "--flows", "64"])
+        let config = try writeConfig("""
+            dpdk:
+              eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
+              mbufs: 4096
+            stats_interval: 0.2
+            bridges:
+              - name: br0
+                ports:
+                  - devargs: "net_pcap0,rx_pcap=\(input.path),tx_pcap=\(output.path)"
+                  - devargs: "net_ring0"
+            """, in: directory)
+        let okod = try ChildProcess(TestEnvironment.executable("okod"), ["--config", config.path])
+        let looped = okod.waitForOutput(timeout: 30) { counter("tx_packets", port: 1, in: $0) == 64 }
+        #expect(looped, "okod output:\n\(okod.output)")
+        kill(okod.process.processIdentifier, SIGTERM)
+        #expect(okod.waitForExit(timeout: 5) != nil)
+        let log = okod.output
+        #expect(counter("rx_packets", port: 2, in: log) == 64)
+        #expect(counter("tx_packets", port: 2, in: log) == 64)
+        #expect(try readPcap(output) == readPcap(input))
     }
 
     @Test func demoConfigurationShowsRisingCountersAndStopsOnSIGINT() throws {
