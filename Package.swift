@@ -103,7 +103,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "okoctl",
-            dependencies: ["OkoLoader", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["OkoLoader", "OkoAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6
         ),
         .executableTarget(name: "oko-bpf-plugin", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
