@@ -11,6 +11,7 @@
 //   OkoDPDK                    Swift wrapper of the EAL, ports, mempools
 //   OkoDatapath                bridges, parser, classifier, caches, actions, PMD threads
 //   OkoStore                   durable configuration store (SQLite WAL through GRDB)
+//   OkoSyntax                  JSON documents and flow-rule syntax (ovs-ofctl text and JSON); no dependencies
 //   OkoOpenFlow                OpenFlow 1.3 codec and endpoint (drives OkoDatapath)
 //   OkoHTTP                    HTTP/1.1 + HTTP/2 (nghttp2) server; knows nothing of switches
 //   OkoAPI                     REST resources and metrics on OkoHTTP + OkoDatapath
@@ -76,6 +77,7 @@ let package = Package(
         ),
 
         // control plane
+        .target(name: "OkoSyntax", swiftSettings: swift6),
         .target(name: "OkoStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swift6),
         .target(name: "OkoOpenFlow", dependencies: ["OkoDatapath"], swiftSettings: swift6),
         .target(
@@ -88,7 +90,7 @@ let package = Package(
             ],
             swiftSettings: swift6
         ),
-        .target(name: "OkoAPI", dependencies: ["OkoHTTP", "OkoDatapath"], swiftSettings: swift6),
+        .target(name: "OkoAPI", dependencies: ["OkoSyntax", "OkoHTTP", "OkoDatapath"], swiftSettings: swift6),
 
         // executables
         .executableTarget(
@@ -103,9 +105,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "okoctl",
-            dependencies: ["OkoLoader", "OkoAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["OkoLoader", "OkoAPI", "OkoSyntax", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6
         ),
+        .executableTarget(name: "oko-fuzz", dependencies: ["OkoSyntax"], swiftSettings: swift6),
         .executableTarget(name: "oko-bpf-plugin", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
 
         // tests
@@ -118,6 +121,7 @@ let package = Package(
         .testTarget(name: "OkoDatapathTests", dependencies: ["OkoDatapath"], swiftSettings: swift6),
         .testTarget(name: "OkoOpenFlowTests", dependencies: ["OkoOpenFlow"], swiftSettings: swift6),
         .testTarget(name: "OkoHTTPTests", dependencies: ["OkoHTTP"], swiftSettings: swift6),
+        .testTarget(name: "OkoSyntaxTests", dependencies: ["OkoSyntax"], swiftSettings: swift6),
         .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI"], swiftSettings: swift6),
         .testTarget(name: "OkoStoreTests", dependencies: ["OkoStore"], swiftSettings: swift6),
         .testTarget(name: "OkodTests", dependencies: [], swiftSettings: swift6),

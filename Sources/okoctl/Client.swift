@@ -5,6 +5,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import OkoAPI
+import OkoSyntax
 
 enum OkoctlError: Error, CustomStringConvertible {
     case usage(String)

@@ -7,6 +7,7 @@
 import ArgumentParser
 import Foundation
 import OkoAPI
+import OkoSyntax
 
 struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "okod's API address (default: $OKO_SERVER or http://127.0.0.1:8080).")

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import OkoAPI
+@testable import OkoSyntax
 
 struct FlowSpecTextTests {
     @Test func parsesTheClassicOkoRule() throws {
@@ -137,6 +137,7 @@ struct JSONValueTests {
         ("01", "leading zero"),
         ("\"\\ud800\"", "unpaired surrogate"),
         ("[1] 2", "unexpected data after the JSON document"),
+        ("[3.5e604]", "number out of range"),
         (String(repeating: "[", count: 100), "nesting deeper than 64 levels"),
     ])
     func reportsWhereAndWhyJSONIsInvalid(text: String, expected: String) {
@@ -189,5 +190,13 @@ struct FlowSpecOvsOfctlTests {
             #expect(decoded.instructions == expected.instructions, "\(rule) -> ovs-ofctl: \(line)")
             #expect(decoded.table == expected.table)
         }
+    }
+}
+
+struct JSONNumberRoundTripTests {
+    /// Found by fuzzing: an integral double was written as an integer and re-read as one.
+    @Test func integralDoublesStayDoubles() throws {
+        let value = try JSONValue.parse("[3.5e10, 1e20, -0.0, 2.5]")
+        #expect(try JSONValue.parse(value.text) == value)
     }
 }

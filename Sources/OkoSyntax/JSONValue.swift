@@ -274,6 +274,7 @@ private struct JSONParser {
             if let value = UInt64(text) { return .unsigned(value) }
         }
         guard let value = Double(text) else { throw error("bad number") }
+        guard value.isFinite else { throw error("number out of range") }
         return .double(value)
     }
 }
@@ -305,7 +306,8 @@ extension JSONValue {
         case .bool(let b): out += b ? "true" : "false"
         case .integer(let v): out += String(v)
         case .unsigned(let v): out += String(v)
-        case .double(let v): out += v.isFinite ? (v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : "\(v)") : "null"
+        // Swift's shortest round-trip form ("35000000000.0", "1e+20") keeps a double a double when re-read.
+        case .double(let v): out += v.isFinite ? "\(v)" : "null"
         case .string(let s): JSONValue.writeString(s, into: &out)
         case .array(let items):
             if items.isEmpty { out += "[]"; return }

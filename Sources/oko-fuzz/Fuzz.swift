@@ -1,0 +1,61 @@
+// oko-fuzz: libFuzzer entry points for Oko's parsers of untrusted input.
+//
+// Built only by Fuzz/run.sh, with `-sanitize=fuzzer,address -D OKO_FUZZING` (and lld: gold cannot link
+// it): `main` hands over to libFuzzer's driver, which calls `fuzzOneInput` with each input. The target to exercise is
+// chosen with the environment variable OKO_FUZZ_TARGET. A normal build gets a `main` that explains this.
+import OkoSyntax
+
+#if OKO_FUZZING
+import Foundation
+
+private let fuzzTarget = ProcessInfo.processInfo.environment["OKO_FUZZ_TARGET"] ?? "json"
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
+    switch fuzzTarget {
+    case "json":
+        // Any document that parses must print and re-parse to the same value.
+        if let value = try? JSONValue.parse(bytes) {
+            guard let again = try? JSONValue.parse(value.text), again == value else { fatalError("JSON round trip changed the document") }
+            if let flow = try? FlowSpec(json: value) {
+                guard let back = try? FlowSpec(json: flow.json), back == flow else { fatalError("flow JSON round trip changed the rule") }
+            }
+        }
+    case "flow-text":
+        let text = String(decoding: bytes, as: UTF8.self)
+        if let flow = try? FlowSpec(ofctlText: text) {
+            guard let again = try? FlowSpec(ofctlText: flow.ofctlText), again == flow else {
+                fatalError("flow text round trip changed the rule: \(flow.ofctlText)")
+            }
+        }
+    default:
+        fatalError("unknown OKO_FUZZ_TARGET '\(fuzzTarget)'")
+    }
+    return 0
+}
+@_silgen_name("LLVMFuzzerRunDriver")
+private func runFuzzerDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+) -> Int32
+
+/// SwiftPM links executables with their entry point renamed to this `main`, which overrides libFuzzer's;
+/// so it hands over to libFuzzer's driver explicitly.
+@main
+struct OkoFuzzMain {
+    static func main() {
+        var argc = CommandLine.argc
+        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+        exit(runFuzzerDriver(&argc, &argv) { data, size in fuzzOneInput(data, size) })
+    }
+}
+#else
+@main
+struct OkoFuzzUsage {
+    static func main() {
+        print("oko-fuzz is a libFuzzer harness; build and run it with Fuzz/run.sh")
+    }
+}
+#endif
