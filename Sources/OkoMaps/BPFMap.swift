@@ -24,8 +24,9 @@
 // - Hash writers take the bucket's stripe spin lock (LRU maps: one map-wide writer lock, since
 //   eviction touches any bucket). Inserts publish a fully written element with a release store.
 //   Updates of an existing key build a new element and swap it into the chain (like Linux), so a
-//   program that looked up the old value keeps reading a consistent old value; per-CPU values are
-//   updated in place (a CPU's slice is written by that CPU or by the control plane under the lock).
+//   program that looked up the old value keeps reading a consistent old value (if no spare element
+//   is free the update fails with -ENOMEM rather than tearing). Per-CPU values are updated in place
+//   (a CPU's slice is written by that CPU's programs, or by the control plane under the lock).
 // - Control-plane reads of hash maps copy under the stripe lock, so they never see half an update.
 //   Array values carry a seqlock: writers make the word odd (it doubles as their lock), readers
 //   retry their copy until the word is even and unchanged.

@@ -27,7 +27,7 @@ final class HashMap: BPFMap, @unchecked Sendable {
     let control: UnsafeMutableRawPointer
 
     /// Retired elements are sealed into a batch after this many (one epoch bump per batch).
-    static let retireBatchSize: UInt32 = 64
+    let retireBatchSize: UInt32
     static let sealedBatchSlots = 16
 
     // Control block offsets. Everything but liveCount and clock is guarded by the alloc lock
@@ -52,11 +52,13 @@ final class HashMap: BPFMap, @unchecked Sendable {
         guard definition.valueSize > 0 else { throw .invalidDefinition(name: definition.name, reason: "hash maps need value_size > 0") }
         let lru = definition.type == .lruHash || definition.type == .lruPerCPUHash
         let perCPU = definition.type == .perCPUHash || definition.type == .lruPerCPUHash
-        let slack = max(8, min(definition.maxEntries / 16, 4096))
+        let slack = max(64, min(definition.maxEntries / 16, 4096))
         guard definition.maxEntries + slack < Int(UInt32.max) else {
             throw .invalidDefinition(name: definition.name, reason: "max_entries \(definition.maxEntries) too large")
         }
         isLRU = lru
+        // Seal batches small enough that several are in flight within the slack.
+        retireBatchSize = UInt32(min(64, slack / 4))
         isPerCPU = perCPU
         keySize = definition.keySize
         valueSize = definition.valueSize
@@ -190,7 +192,7 @@ final class HashMap: BPFMap, @unchecked Sendable {
         }
         openTail.pointee = index
         field(Self.openCountOffset).pointee += 1
-        if field(Self.openCountOffset).pointee >= Self.retireBatchSize {
+        if field(Self.openCountOffset).pointee >= retireBatchSize {
             sealOpenBatchLocked()
         }
     }
@@ -376,6 +378,9 @@ final class HashMap: BPFMap, @unchecked Sendable {
             // readers holding the old value pointer keep a consistent value.
             let replacement = isPerCPU ? 0 : allocate()
             if replacement == 0 {
+                // Without a spare element an in-place write could tear a reader's value: fail
+                // like an allocation failure instead (the control plane waits and retries).
+                if !isPerCPU { return -BPFErrno.ENOMEM }
                 writeValue(old, value, fresh: false)
                 if isLRU {
                     lruRemove(index)
