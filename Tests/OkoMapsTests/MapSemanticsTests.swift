@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 @testable import OkoMaps
 
@@ -100,10 +101,14 @@ func makeMap(_ type: BPFMapType, key: Int = 4, value: Int = 8, max: Int = 16, ex
 }
 
 @Test func perCPUHashHelpersUseTheRegisteredThreadsSlice() throws {
-    let map = try makeMap(.lruPerCPUHash, value: 8, cpus: 4)
+    // Slot 63: other tests' packet threads take the lowest free slots.
+    let cpus = MapEpoch.maxThreads
+    let map = try makeMap(.lruPerCPUHash, value: 8, cpus: cpus)
     let handle = map.handle
+    let registered = Atomic<Int>(-1)
     let thread = Thread3 {
-        try? MapEpoch.registerCurrentThread(index: 3)
+        guard let slot = try? MapEpoch.registerCurrentThread(index: cpus - 1) else { return }
+        registered.store(slot, ordering: .relaxed)
         var key: UInt32 = 5
         var value: UInt64 = 77
         let k = withUnsafeMutablePointer(to: &key) { UInt64(UInt(bitPattern: $0)) }
@@ -112,9 +117,11 @@ func makeMap(_ type: BPFMapType, key: Int = 4, value: Int = 8, max: Int = 16, ex
         MapEpoch.unregisterCurrentThread()
     }
     thread.join()
+    #expect(registered.load(ordering: .relaxed) == cpus - 1)
     let all = try #require(try map.lookup(key: bytes32(5)))
-    #expect(Array(all[0..<24]) == [UInt8](repeating: 0, count: 24))
-    #expect(u64(Array(all[24..<32])) == 77)
+    #expect(all.count == 8 * cpus)
+    #expect(Array(all[0..<(8 * (cpus - 1))]) == [UInt8](repeating: 0, count: 8 * (cpus - 1)))
+    #expect(u64(Array(all[(8 * (cpus - 1))...])) == 77)
 }
 
 @Test func arrayMapSemantics() throws {
