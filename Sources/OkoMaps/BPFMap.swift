@@ -41,6 +41,11 @@
 // while the control plane waits for a grace period.
 //
 // Per-CPU maps index their slices with `MapEpoch.currentCPU` (the packet thread's registered slot).
+//
+// Limits: stores a program makes through a value pointer bypass every lock (as in Linux), so the
+// control plane may see such a store half done. Threads that never registered get no lifetime
+// guarantee for value pointers (their lookups stay memory-safe: every link is a valid index).
+// `handle` is unretained: keep the BPFMap alive while any program can use it.
 
 #if canImport(Glibc)
 import Glibc

@@ -355,6 +355,7 @@ final class HashMap: BPFMap, @unchecked Sendable {
 
     private func store(_ key: UnsafeRawPointer, _ value: ValueSource, _ flags: UInt64) -> Int32 {
         guard flags <= BPFUpdateFlags.exist else { return -BPFErrno.EINVAL }
+        if isPerCPU, case .program = value, MapEpoch.currentCPU >= cpuCount { return -BPFErrno.EINVAL }
         let hash = hashKey(key)
         let wanted = tag(of: hash)
         let bucket = Int(hash & bucketMask)
@@ -490,9 +491,18 @@ final class HashMap: BPFMap, @unchecked Sendable {
             skipThrough = cursor
         }
         var valueBuffer = [UInt8](repeating: 0, count: controlValueSize)
+        // Consecutive buckets of one stripe (all of them in LRU maps) are read under one lock
+        // hold, up to a bounded number of entries, so a dump does not queue once per bucket.
+        var heldLock: AtomicU32Pointer? = nil
+        var entriesUnderLock = 0
         while bucket <= Int(bucketMask) && result.count < limit {
             let lock = stripeLock(bucket: bucket)
-            spinLock(lock)
+            if heldLock != lock || entriesUnderLock > 256 {
+                if let heldLock { spinUnlock(heldLock) }
+                spinLock(lock)
+                heldLock = lock
+                entriesUnderLock = 0
+            }
             var pending: [BPFMapEntry] = []
             var index = buckets[bucket].load(ordering: .relaxed)
             var cursorSeen = false
@@ -511,11 +521,12 @@ final class HashMap: BPFMap, @unchecked Sendable {
                 pending.append(BPFMapEntry(key: key, value: valueBuffer))
                 index = nextWord(e).pointee.load(ordering: .relaxed)
             }
-            spinUnlock(lock)
+            entriesUnderLock += pending.count + 1
             skipThrough = nil
             result.append(contentsOf: pending.prefix(limit - result.count))
             bucket += 1
         }
+        if let heldLock { spinUnlock(heldLock) }
         return result
     }
 

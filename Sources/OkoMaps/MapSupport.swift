@@ -78,7 +78,7 @@ func spinLock(_ word: AtomicU32Pointer) {
         var spins = 0
         while word.pointee.load(ordering: .relaxed) != 0 {
             spins += 1
-            if spins > 128 {
+            if spins > 4096 {
                 sched_yield()
                 spins = 0
             }
