@@ -21,8 +21,10 @@
 // Concurrency protocol
 // - Lookups (hot path) are lock-free and allocation-free: hash the key (wyhash-style), load the
 //   bucket head (acquire), walk the chain comparing the cached hash then the key bytes.
-// - Hash writers take the bucket's stripe spin lock (LRU maps: one map-wide writer lock, since
-//   eviction touches any bucket). Inserts publish a fully written element with a release store.
+// - Hash writers take the bucket's stripe spin lock (1024 stripes at most). LRU maps also keep a
+//   list under an LRU lock (order: stripe, then LRU); eviction only try-locks the victim's stripe
+//   and skips busy victims, so no lock cycle exists. Lookups only stamp a "used" tick
+//   (second-chance approximation of LRU, as Linux's LRU is approximate too). Inserts publish a fully written element with a release store.
 //   Updates of an existing key build a new element and swap it into the chain (like Linux), so a
 //   program that looked up the old value keeps reading a consistent old value (if no spare element
 //   is free the update fails with -ENOMEM rather than tearing). Per-CPU values are updated in place

@@ -31,7 +31,7 @@ final class HashMap: BPFMap, @unchecked Sendable {
     static let sealedBatchSlots = 16
 
     // Control block offsets. Everything but liveCount and clock is guarded by the alloc lock
-    // (LRU list fields by the map-wide writer lock).
+    // (LRU list fields and the clock by the LRU lock).
     private static let allocLockOffset = 0
     private static let freeHeadOffset = 4
     private static let highWaterOffset = 8
@@ -42,6 +42,7 @@ final class HashMap: BPFMap, @unchecked Sendable {
     private static let ringCountOffset = 28
     private static let lruHeadOffset = 32
     private static let lruTailOffset = 36
+    private static let lruLockOffset = 40
     private static let liveCountOffset = 64
     private static let clockOffset = 128
     private static let ringOffset = 192
@@ -71,7 +72,7 @@ final class HashMap: BPFMap, @unchecked Sendable {
         capacity = definition.maxEntries + slack
         let bucketCount = nextPowerOfTwo(definition.maxEntries)
         bucketMask = UInt64(bucketCount - 1)
-        let stripeCount = lru ? 1 : min(bucketCount, 1024)
+        let stripeCount = min(bucketCount, 1024)
         stripeMask = stripeCount - 1
 
         var layout = MapArena.Layout()
@@ -109,6 +110,8 @@ final class HashMap: BPFMap, @unchecked Sendable {
 
     @inline(__always) func field(_ offset: Int) -> UnsafeMutablePointer<UInt32> { (control + offset).assumingMemoryBound(to: UInt32.self) }
     @inline(__always) var allocLock: AtomicU32Pointer { (control + Self.allocLockOffset).assumingMemoryBound(to: Atomic<UInt32>.self) }
+    /// Guards the LRU list and the clock; taken after a stripe lock, before the alloc lock.
+    @inline(__always) var lruLock: AtomicU32Pointer { (control + Self.lruLockOffset).assumingMemoryBound(to: Atomic<UInt32>.self) }
     @inline(__always) var liveCount: AtomicU64Pointer { (control + Self.liveCountOffset).assumingMemoryBound(to: Atomic<UInt64>.self) }
     @inline(__always) var clock: AtomicU64Pointer { (control + Self.clockOffset).assumingMemoryBound(to: Atomic<UInt64>.self) }
     @inline(__always) func stripeLock(bucket: Int) -> AtomicU32Pointer {
@@ -260,7 +263,7 @@ final class HashMap: BPFMap, @unchecked Sendable {
         spinUnlock(allocLock)
     }
 
-    // MARK: LRU list (map-wide writer lock held)
+    // MARK: LRU list (LRU lock held)
 
     private func lruPushHead(_ index: UInt32) {
         let e = element(index)
@@ -284,32 +287,49 @@ final class HashMap: BPFMap, @unchecked Sendable {
     }
 
     /// Evicts the least recently used entry (second chance: entries used since they were queued go
-    /// back to the head). Returns false if the map is empty.
-    private func evictLocked() -> Bool {
-        var budget = count + 1
-        while budget > 0 {
-            let victim = field(Self.lruTailOffset).pointee
-            guard victim != 0 else { return false }
-            let e = element(victim)
+    /// back to the head). The caller holds stripe lock `held`; other stripes are only try-locked
+    /// (lock order stripe -> LRU), and an entry whose stripe is busy is skipped.
+    /// Invariant: with an element's stripe lock and the LRU lock held, it is in the LRU list
+    /// exactly when it is linked in its chain (both change under both locks).
+    private func evict(holding held: AtomicU32Pointer) -> Bool {
+        spinLock(lruLock)
+        defer { spinUnlock(lruLock) }
+        var budget = 2 * count + 2
+        var candidate = field(Self.lruTailOffset).pointee
+        while candidate != 0 && budget > 0 {
+            budget -= 1
+            let e = element(candidate)
+            let previous = lruPrev(e).pointee
             let used = usedTick(e).pointee.load(ordering: .relaxed)
             if Int64(bitPattern: used &- listTick(e).pointee) >= 0 {
-                lruRemove(victim)
-                lruPushHead(victim)
-                budget -= 1
+                lruRemove(candidate)
+                lruPushHead(candidate)
+                candidate = previous != 0 ? previous : field(Self.lruTailOffset).pointee
                 continue
             }
             let bucket = Int(hashKey(e + keyOffset) & bucketMask)
+            let lock = stripeLock(bucket: bucket)
+            let alreadyHeld = lock == held
+            if !alreadyHeld && !lock.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
+                candidate = previous
+                continue
+            }
             var link = buckets + bucket
             var index = link.pointee.load(ordering: .relaxed)
-            while index != 0 && index != victim {
+            while index != 0 && index != candidate {
                 link = nextWord(element(index))
                 index = link.pointee.load(ordering: .relaxed)
             }
-            guard index == victim else { return false }  // not linked: corrupt state, give up
+            guard index == candidate else {
+                if !alreadyHeld { spinUnlock(lock) }
+                candidate = previous
+                continue
+            }
             link.pointee.store(nextWord(e).pointee.load(ordering: .relaxed), ordering: .releasing)
-            lruRemove(victim)
+            lruRemove(candidate)
+            if !alreadyHeld { spinUnlock(lock) }
             liveCount.pointee.subtract(1, ordering: .relaxed)
-            retire(victim)
+            retire(candidate)
             return true
         }
         return false
@@ -384,15 +404,19 @@ final class HashMap: BPFMap, @unchecked Sendable {
                 if !isPerCPU { return -BPFErrno.ENOMEM }
                 writeValue(old, value, fresh: false)
                 if isLRU {
+                    spinLock(lruLock)
                     lruRemove(index)
                     lruPushHead(index)
+                    spinUnlock(lruLock)
                 }
                 return 0
             }
             initElement(replacement, key: key, tag: wanted, next: nextWord(old).pointee.load(ordering: .relaxed), value: value)
             if isLRU {
+                spinLock(lruLock)
                 lruRemove(index)
                 lruPushHead(replacement)
+                spinUnlock(lruLock)
             }
             link.pointee.store(replacement, ordering: .releasing)
             retire(index)
@@ -400,12 +424,12 @@ final class HashMap: BPFMap, @unchecked Sendable {
         }
 
         if flags == BPFUpdateFlags.exist { return -BPFErrno.ENOENT }
-        if isLRU {
-            if count >= maxEntries && !evictLocked() { return -BPFErrno.E2BIG }
-            liveCount.pointee.add(1, ordering: .relaxed)
-        } else if liveCount.pointee.add(1, ordering: .relaxed).newValue > UInt64(maxEntries) {
-            liveCount.pointee.subtract(1, ordering: .relaxed)
-            return -BPFErrno.E2BIG
+        if liveCount.pointee.add(1, ordering: .relaxed).newValue > UInt64(maxEntries) {
+            // LRU maps make room by evicting; the others are full (Linux: E2BIG).
+            if !isLRU || !evict(holding: lock) {
+                liveCount.pointee.subtract(1, ordering: .relaxed)
+                return -BPFErrno.E2BIG
+            }
         }
         let fresh = allocate()
         guard fresh != 0 else {
@@ -414,7 +438,11 @@ final class HashMap: BPFMap, @unchecked Sendable {
         }
         let head = buckets + bucket
         initElement(fresh, key: key, tag: wanted, next: head.pointee.load(ordering: .relaxed), value: value)
-        if isLRU { lruPushHead(fresh) }
+        if isLRU {
+            spinLock(lruLock)
+            lruPushHead(fresh)
+            spinUnlock(lruLock)
+        }
         head.pointee.store(fresh, ordering: .releasing)
         return 0
     }
@@ -436,7 +464,11 @@ final class HashMap: BPFMap, @unchecked Sendable {
             let e = element(index)
             if linkWord(e).pointee.load(ordering: .relaxed) == wanted && memcmp(e + keyOffset, key, keySize) == 0 {
                 link.pointee.store(nextWord(e).pointee.load(ordering: .relaxed), ordering: .releasing)
-                if isLRU { lruRemove(index) }
+                if isLRU {
+                    spinLock(lruLock)
+                    lruRemove(index)
+                    spinUnlock(lruLock)
+                }
                 liveCount.pointee.subtract(1, ordering: .relaxed)
                 retire(index)
                 return 0
@@ -538,7 +570,11 @@ final class HashMap: BPFMap, @unchecked Sendable {
             buckets[bucket].store(0, ordering: .releasing)
             while index != 0 {
                 let next = nextWord(element(index)).pointee.load(ordering: .relaxed)
-                if isLRU { lruRemove(index) }
+                if isLRU {
+                    spinLock(lruLock)
+                    lruRemove(index)
+                    spinUnlock(lruLock)
+                }
                 liveCount.pointee.subtract(1, ordering: .relaxed)
                 retire(index)
                 index = next
