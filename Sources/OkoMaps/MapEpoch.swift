@@ -36,7 +36,7 @@ public enum MapEpoch {
         return memory
     }()
 
-    nonisolated(unsafe) private static let threadKey: pthread_key_t = {
+    private static let threadKey: pthread_key_t = {
         var key = pthread_key_t()
         pthread_key_create(&key, nil)
         return key

@@ -218,3 +218,47 @@ func makeMap(_ type: BPFMapType, key: Int = 4, value: Int = 8, max: Int = 16, ex
     #expect(BPFMapType(rawValue: 0x4F4B_0001) == .countMinSketch)
     #expect(BPFMapType(rawValue: 12345) == nil)
 }
+
+@Test func helpersReturnLinuxNegativeErrnoAndPointersInsideRegions() throws {
+    let map = try makeMap(.hash, max: 2)
+    let handle = map.handle
+    var key: UInt32 = 1
+    var value: UInt64 = 10
+    let k = withUnsafeMutablePointer(to: &key) { UInt64(UInt(bitPattern: $0)) }
+    let v = withUnsafeMutablePointer(to: &value) { UInt64(UInt(bitPattern: $0)) }
+    func call(_ f: BPFMapHelperFunction, _ a: UInt64, _ b: UInt64, _ c: UInt64 = 0, _ d: UInt64 = 0) -> Int64 {
+        Int64(bitPattern: f(a, b, c, d, 0))
+    }
+    #expect(call(BPFMapHelpers.mapUpdateElem, handle, k, v, BPFUpdateFlags.any) == 0)
+    #expect(call(BPFMapHelpers.mapUpdateElem, handle, k, v, BPFUpdateFlags.noExist) == -17)
+    #expect(call(BPFMapHelpers.mapUpdateElem, handle, k, v, 99) == -22)
+    key = 2
+    #expect(call(BPFMapHelpers.mapUpdateElem, handle, k, v, BPFUpdateFlags.exist) == -2)
+    #expect(call(BPFMapHelpers.mapUpdateElem, handle, k, v) == 0)
+    key = 3
+    #expect(call(BPFMapHelpers.mapUpdateElem, handle, k, v) == -7)
+    #expect(call(BPFMapHelpers.mapDeleteElem, handle, k) == -2)
+    key = 1
+    let found = BPFMapHelpers.mapLookupElem(handle, k, 0, 0, 0)
+    #expect(map.regions.contains { $0.contains(address: UInt(found), count: 8) })
+    #expect(UnsafeRawPointer(bitPattern: UInt(found))!.load(as: UInt64.self) == 10)
+    #expect(call(BPFMapHelpers.mapDeleteElem, handle, k) == 0)
+    #expect(BPFMapHelpers.mapLookupElem(handle, k, 0, 0, 0) == 0)
+    // A null map handle is rejected, not dereferenced.
+    #expect(BPFMapHelpers.mapLookupElem(0, k, 0, 0, 0) == 0)
+    #expect(call(BPFMapHelpers.mapUpdateElem, 0, k, v) == -22)
+    // Arrays cannot delete (EINVAL); queues have no lookup through map_lookup_elem.
+    let array = try makeMap(.array, max: 4)
+    #expect(call(BPFMapHelpers.mapDeleteElem, array.handle, k) == -22)
+    let queue = try makeMap(.queue, key: 0, max: 4)
+    #expect(BPFMapHelpers.mapLookupElem(queue.handle, k, 0, 0, 0) == 0)
+    #expect(call(BPFMapHelpers.mapPushElem, queue.handle, v) == 0)
+    var popped: UInt64 = 0
+    #expect(call(BPFMapHelpers.mapPopElem, queue.handle, withUnsafeMutablePointer(to: &popped) { UInt64(UInt(bitPattern: $0)) }) == 0)
+    #expect(popped == 10)
+    // Every helper is exported with its id.
+    #expect(Set(BPFMapHelpers.all.map(\.id)) == [1, 2, 3, 87, 88, 89, 0x1000, 0x1001, 0x1002])
+    var text: [UInt8] = Array("oko".utf8)
+    let hashed = text.withUnsafeMutableBytes { BPFMapHelpers.hashBytes(UInt64(UInt(bitPattern: $0.baseAddress!)), 3, 0, 0, 0) }
+    #expect(hashed == text.withUnsafeBytes { okoHashBytes($0.baseAddress!, count: 3) })
+}
