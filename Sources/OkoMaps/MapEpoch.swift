@@ -38,7 +38,11 @@ public enum MapEpoch {
 
     private static let threadKey: pthread_key_t = {
         var key = pthread_key_t()
-        pthread_key_create(&key, nil)
+        // A thread that exits without unregistering still gives its slot back.
+        pthread_key_create(&key) { value in
+            guard let value else { return }
+            MapEpoch.releaseSlot(Int(bitPattern: value) - 1)
+        }
         return key
     }()
 
@@ -73,12 +77,16 @@ public enum MapEpoch {
         throw .threadSlotUnavailable(index ?? -1)
     }
 
-    /// Releases the calling thread's slot (call before the thread exits).
+    /// Releases the calling thread's slot (done automatically when the thread exits).
     public static func unregisterCurrentThread() {
         guard let slot = currentThreadIndex else { return }
+        pthread_setspecific(threadKey, nil)
+        releaseSlot(slot)
+    }
+
+    private static func releaseSlot(_ slot: Int) {
         epochWord(slot).pointee.store(0, ordering: .releasing)
         claimWord(slot).pointee.store(0, ordering: .releasing)
-        pthread_setspecific(threadKey, nil)
     }
 
     /// The calling thread's slot, or nil when it is not a registered packet thread.

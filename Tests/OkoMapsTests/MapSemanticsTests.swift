@@ -262,3 +262,24 @@ func makeMap(_ type: BPFMapType, key: Int = 4, value: Int = 8, max: Int = 16, ex
     let hashed = text.withUnsafeMutableBytes { BPFMapHelpers.hashBytes(UInt64(UInt(bitPattern: $0.baseAddress!)), 3, 0, 0, 0) }
     #expect(hashed == text.withUnsafeBytes { okoHashBytes($0.baseAddress!, count: 3) })
 }
+
+@Test(arguments: [1, 3, 7, 8, 13, 16, 37])
+func hashMapWorksForAnyKeyLength(keySize: Int) throws {
+    let map = try makeMap(.hash, key: keySize, value: 8, max: 600)
+    func key(_ i: Int) -> [UInt8] { (0..<keySize).map { UInt8(truncatingIfNeeded: i >> (8 * ($0 % 8)) &+ $0 / 8) } }
+    let distinct = keySize == 1 ? 256 : 500
+    for i in 0..<distinct { try map.update(key: key(i), value: bytes64(UInt64(i))) }
+    #expect(map.count == distinct)
+    for i in 0..<distinct { #expect(try map.lookup(key: key(i)) == bytes64(UInt64(i))) }
+    for i in stride(from: 0, to: distinct, by: 2) { try map.delete(key: key(i)) }
+    for i in 0..<distinct { #expect(try map.lookup(key: key(i)) == (i % 2 == 0 ? nil : bytes64(UInt64(i)))) }
+}
+
+@Test func exitedThreadsGiveTheirSlotBack() throws {
+    let slot = Atomic<Int>(-1)
+    for _ in 0..<2 {
+        // Slot 62 is claimed and the thread exits without unregistering; the next claim succeeds.
+        Thread3 { slot.store((try? MapEpoch.registerCurrentThread(index: 62)) ?? -1, ordering: .relaxed) }.join()
+        #expect(slot.load(ordering: .relaxed) == 62)
+    }
+}
