@@ -1,1 +1,0 @@
-// OkoMaps: placeholder until the module lands.
