@@ -21,11 +21,11 @@
 #define OKO_MAP_TYPE_COUNT_MIN_SKETCH 0x4F4B0001
 
 /* Adds one to every counter of `key` in a count-min sketch; returns 0. */
-static long (*const oko_count_min_add)(void *map, const void *key) = (void *)0x10001;
+static long (*const oko_count_min_add)(void *map, const void *key) = (void *)0x1000;
 /* The count-min estimate for `key` (never below the true count). */
-static __u64 (*const oko_count_min_query)(void *map, const void *key) = (void *)0x10002;
-/* A 32-bit hash of `size` bytes at `data` (Jenkins lookup3, seed 0, as in the original Oko). */
-static __u32 (*const oko_hash)(const void *data, __u32 size) = (void *)0x10003;
+static __u64 (*const oko_count_min_query)(void *map, const void *key) = (void *)0x1001;
+/* A 64-bit hash of `size` bytes at `data` with `seed` (the hash Oko's maps use for keys). */
+static __u64 (*const oko_hash)(const void *data, __u32 size, __u64 seed) = (void *)0x1002;
 
 /* Packet headers, in network byte order, as they appear on the wire. */
 #define OKO_ETH_HLEN 14
