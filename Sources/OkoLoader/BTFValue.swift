@@ -149,6 +149,7 @@ extension BTF {
                     return .string(String(decoding: text, as: UTF8.self))
                 }
             }
+            guard elementSize > 0 || count == 0 else { throw .invalidBTF("array of zero-sized \(typeName(element))") }
             try reader.checkRange(offset, elementSize * Int(count))
             var values: [BTFValue] = []
             for index in 0..<Int(count) {

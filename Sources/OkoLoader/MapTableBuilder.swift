@@ -22,6 +22,8 @@ struct MapTableBuilder {
 
     /// Legacy `struct bpf_map_def`: type, key_size, value_size, max_entries, map_flags (u32 each).
     static let legacyFieldCount = 5
+    /// Largest `.data`/`.bss` accepted; `.bss` has no bytes in the file, so its size alone must be bounded.
+    static let maximumGlobalDataSize = 1 << 24
 
     func build() throws(BPFLoaderError) -> MapTable {
         var table = MapTable()
@@ -171,7 +173,9 @@ struct MapTableBuilder {
     }
 
     private func addGlobalData(_ section: ELFImage.Section, to table: inout MapTable) throws(BPFLoaderError) {
-        guard section.size <= Int(UInt32.max) else { throw .malformed("global data section \(section.name) too large") }
+        guard section.size <= Self.maximumGlobalDataSize else {
+            throw .unsupported("global data section \(section.name) of \(section.size) bytes (at most \(Self.maximumGlobalDataSize))")
+        }
         let value = section.type == ELFConstants.nobits ? [UInt8](repeating: 0, count: section.size) : section.data
         let valueTypeID = btf?.typeID(named: section.name) { if case .dataSection = $0 { true } else { false } }
         table.globalDataIndex[section.index] = table.maps.count

@@ -34,14 +34,17 @@ struct ProgramLinker {
         var code: [Int: [BPFInstruction]] = [:]
         var functions: [Int: [Function]] = [:]
         var relocations: [Int: [Int: ELFImage.Relocation]] = [:]
+        var functionSymbols: [Int: [ELFImage.Symbol]] = [:]
+        for symbol in image.symbols where symbol.type == ELFConstants.symbolTypeFunction {
+            if let index = symbol.sectionIndex { functionSymbols[index, default: []].append(symbol) }
+        }
         for section in image.sections where section.isExecutable && section.size > 0 {
             guard let instructions = BPFInstruction.decode(bytes: section.data) else {
                 throw .malformed("code section \(section.name) is \(section.size) bytes, not a multiple of 8")
             }
             code[section.index] = instructions
             var sectionFunctions: [Function] = []
-            for symbol in image.symbols
-            where symbol.sectionIndex == section.index && symbol.type == ELFConstants.symbolTypeFunction {
+            for symbol in functionSymbols[section.index] ?? [] {
                 guard symbol.value % 8 == 0, symbol.size % 8 == 0, symbol.value <= UInt64(section.size),
                     symbol.size <= UInt64(section.size) - symbol.value, symbol.size > 0
                 else {
