@@ -10,6 +10,8 @@ struct ProgramLinker {
         let section: Int
         let start: Int
         let count: Int
+        /// Global binding: an entry point even when something calls it.
+        let isGlobal: Bool
         var range: Range<Int> { start..<start + count }
     }
 
@@ -51,7 +53,9 @@ struct ProgramLinker {
                     throw .malformed("function \(symbol.name) (offset \(symbol.value), size \(symbol.size)) does not fit section \(section.name)")
                 }
                 sectionFunctions.append(
-                    Function(name: symbol.name, section: section.index, start: Int(symbol.value) / 8, count: Int(symbol.size) / 8))
+                    Function(
+                        name: symbol.name, section: section.index, start: Int(symbol.value) / 8, count: Int(symbol.size) / 8,
+                        isGlobal: symbol.binding != ELFConstants.bindingLocal))
             }
             functions[section.index] = sectionFunctions.sorted { $0.start < $1.start }
             var byIndex: [Int: ELFImage.Relocation] = [:]
@@ -85,11 +89,20 @@ struct ProgramLinker {
 
     func linkAll() throws(BPFLoaderError) -> [BPFProgram] {
         let textIndex = image.sections.first { $0.name == ".text" && $0.isExecutable }?.index
-        var entries = functions.filter { $0.key != textIndex }.sorted { $0.key < $1.key }.flatMap(\.value)
-        if entries.isEmpty, let textIndex {
-            entries = (functions[textIndex] ?? []).filter { function in
-                image.symbols.contains { $0.name == function.name && $0.sectionIndex == textIndex && $0.binding != ELFConstants.bindingLocal }
+        // A local function that something calls is a subprogram, not an entry point.
+        var callees: Set<Function> = []
+        for (section, sectionCode) in code {
+            for index in sectionCode.indices {
+                if let target = try callTarget(section: section, index: index), let callee = function(containing: target) {
+                    callees.insert(callee)
+                }
             }
+        }
+        var entries = functions.filter { $0.key != textIndex }.sorted { $0.key < $1.key }.flatMap(\.value).filter { function in
+            !callees.contains(function) || function.isGlobal
+        }
+        if entries.isEmpty, let textIndex {
+            entries = (functions[textIndex] ?? []).filter(\.isGlobal)
         }
         return try entries.map { entry throws(BPFLoaderError) in try link(entry: entry) }
     }

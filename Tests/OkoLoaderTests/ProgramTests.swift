@@ -21,7 +21,12 @@ struct ProgramTests {
 
     @Test("BTF map LDDWs become pseudo map fd loads with the map index", arguments: TestPrograms.compilers)
     func mapReferencesAreRelocated(compiler: TestPrograms.Compiler) throws {
-        let object = try TestPrograms.load("map_counter", with: compiler)
+        for cpu in compiler.cpus {
+            try checkMapReferences(try TestPrograms.load("map_counter", with: compiler, cpu: cpu))
+        }
+    }
+
+    private func checkMapReferences(_ object: BPFObjectFile) throws {
         let program = try object.program(named: "count_flows")
         let flowIndex = try #require(object.maps.firstIndex { $0.name == "flow_counts" })
         let totalsIndex = try #require(object.maps.firstIndex { $0.name == "totals" })
@@ -69,7 +74,12 @@ struct ProgramTests {
 
     @Test("a program is linked with the .text functions it calls, each once", arguments: TestPrograms.compilers)
     func subprogramsAreAppendedAndCallsFixed(compiler: TestPrograms.Compiler) throws {
-        let object = try TestPrograms.load("subprograms", with: compiler)
+        for cpu in compiler.cpus {
+            try checkSubprograms(try TestPrograms.load("subprograms", with: compiler, cpu: cpu))
+        }
+    }
+
+    private func checkSubprograms(_ object: BPFObjectFile) throws {
         #expect(Set(object.programs.map(\.name)) == ["match_web", "match_tcp"])
         let web = try object.program(named: "match_web")
         #expect(web.functions.map(\.name) == ["match_web", "port_of", "is_tcp"])
@@ -118,5 +128,25 @@ struct ProgramTests {
         let globals = try TestPrograms.load("global_data", with: compiler, debugInfo: false)
         #expect(globals.maps.contains { $0.name == ".data" })
         #expect(throws: BPFLoaderError.self) { try TestPrograms.load("map_counter", with: compiler, debugInfo: false) }
+    }
+
+    @Test("without SEC() the global .text function is the program and its static callee is linked", arguments: TestPrograms.compilers)
+    func textOnlyObject(compiler: TestPrograms.Compiler) throws {
+        let program = try TestPrograms.load("text_only", with: compiler).program()
+        #expect(program.name == "match_short")
+        #expect(program.sectionName == ".text")
+        #expect(program.functions.map(\.name) == ["match_short", "is_short"])
+        let call = try #require(program.instructions.firstIndex { $0.opcode == BPFOpcode.classJMP | BPFOpcode.call })
+        #expect(call + Int(program.instructions[call].immediate) + 1 == program.functions[1].startIndex)
+    }
+
+    @Test("a call to a function in the program's own section needs no relocation", arguments: TestPrograms.compilers)
+    func sameSectionCall(compiler: TestPrograms.Compiler) throws {
+        let object = try TestPrograms.load("same_section_call", with: compiler)
+        let program = try object.program()
+        #expect(program.name == "doubled_length_is_large")
+        #expect(program.functions.map(\.name) == ["doubled_length_is_large", "twice"])
+        let call = try #require(program.instructions.firstIndex { $0.opcode == BPFOpcode.classJMP | BPFOpcode.call })
+        #expect(call + Int(program.instructions[call].immediate) + 1 == program.functions[1].startIndex)
     }
 }
