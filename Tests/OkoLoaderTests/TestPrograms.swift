@@ -27,7 +27,7 @@ enum TestPrograms {
     }()
 
     static let outputDirectory: URL = {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("oko-loader-tests-\(getpid())")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("oko-loader-tests")
         try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         return directory
     }()
@@ -39,7 +39,9 @@ enum TestPrograms {
     /// The object file bytes of Programs/`name`.c compiled by `compiler` with `-O2 -target bpf`.
     static func compile(_ name: String, with compiler: Compiler, cpu: String = "v3", debugInfo: Bool = true) throws -> [UInt8] {
         let source = programsDirectory.appendingPathComponent("\(name).c").path
-        let output = outputDirectory.appendingPathComponent("\(name)-\(compiler.label)-\(cpu)\(debugInfo ? "-g" : "").o").path
+        // Tests run in parallel and may compile the same program at once: each compile gets its own file.
+        let output = outputDirectory.appendingPathComponent("\(name)-\(compiler.label)-\(cpu)\(debugInfo ? "-g" : "")-\(UUID().uuidString).o").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: compiler.path)
         process.arguments =
