@@ -134,6 +134,7 @@ struct MalformedInputTests {
             ("unsupported_tail_call", "tail calls"),
             ("unsupported_kfunc", "bpf_oko_missing"),
             ("unsupported_core", "CO-RE"),
+            ("unsupported_data_pointer", "pointer-valued initialiser in .data"),
         ]
         for (program, phrase) in expectations {
             let bytes = try TestPrograms.compile(program, with: compiler)
