@@ -88,8 +88,11 @@ extension BTF {
             } else if member.name.isEmpty, case .union(_, let inner) = types[Int(resolved)].kind {
                 result.append(contentsOf: try flatMembers(inner, baseBit: bit, depth: depth + 1))
             } else {
+                // Anonymous members nest; a hostile type could multiply them without bound.
+                guard result.count < Self.renderBudget else { throw .invalidBTF("struct with more than \(Self.renderBudget) members") }
                 result.append(FlatMember(name: member.name, typeID: member.typeID, bitOffset: bit, bitfieldSize: Int(member.bitfieldSize)))
             }
+            guard result.count <= Self.renderBudget else { throw .invalidBTF("struct with more than \(Self.renderBudget) members") }
         }
         return result
     }
@@ -108,11 +111,18 @@ extension BTF {
         guard bytes.count >= size else {
             throw .typeMismatch("\(bytes.count) bytes are too few for \(typeName(typeID)) (\(size) bytes)")
         }
-        return try render(ByteReader(bytes, context: typeName(typeID)), at: 0, typeID, depth: 0)
+        var budget = Self.renderBudget
+        return try render(ByteReader(bytes, context: typeName(typeID)), at: 0, typeID, depth: 0, budget: &budget)
     }
 
-    private func render(_ reader: ByteReader, at offset: Int, _ id: UInt32, depth: Int) throws(BPFLoaderError) -> BTFValue {
+    /// Most values one render may produce: overlapping members of a hostile type could otherwise
+    /// multiply into billions.
+    static let renderBudget = 1 << 20
+
+    private func render(_ reader: ByteReader, at offset: Int, _ id: UInt32, depth: Int, budget: inout Int) throws(BPFLoaderError) -> BTFValue {
         guard depth < Self.maximumDepth else { throw .invalidBTF("type \(id) nested too deep or cyclic") }
+        budget -= 1
+        guard budget >= 0 else { throw .typeMismatch("\(typeName(id)) expands to more than \(Self.renderBudget) values") }
         let resolved = try resolvedID(id)
         switch types[Int(resolved)].kind {
         case .integer(let size, let isSigned, _, let isBool, let bitOffset, let bits):
@@ -150,10 +160,12 @@ extension BTF {
                 }
             }
             guard elementSize > 0 || count == 0 else { throw .invalidBTF("array of zero-sized \(typeName(element))") }
-            try reader.checkRange(offset, elementSize * Int(count))
+            let (total, overflow) = elementSize.multipliedReportingOverflow(by: Int(count))
+            guard !overflow else { throw .invalidBTF("array \(typeName(resolved)) too large") }
+            try reader.checkRange(offset, total)
             var values: [BTFValue] = []
             for index in 0..<Int(count) {
-                values.append(try render(reader, at: offset + index * elementSize, element, depth: depth + 1))
+                values.append(try render(reader, at: offset + index * elementSize, element, depth: depth + 1, budget: &budget))
             }
             return .array(values)
         case .structure(_, let members), .union(_, let members):
@@ -167,7 +179,7 @@ extension BTF {
                     value = isSigned ? .signed(Self.signExtend(raw, width: member.bitfieldSize)) : .unsigned(raw)
                 } else {
                     guard member.bitOffset % 8 == 0 else { throw .invalidBTF("member \(member.name) is not byte aligned") }
-                    value = try render(reader, at: offset + member.bitOffset / 8, member.typeID, depth: depth + 1)
+                    value = try render(reader, at: offset + member.bitOffset / 8, member.typeID, depth: depth + 1, budget: &budget)
                 }
                 fields.append(.init(name: member.name, value: value))
             }
@@ -176,11 +188,11 @@ extension BTF {
             var fields: [BTFValue.Field] = []
             for variable in variables {
                 let name = type(variable.typeID)?.name ?? ""
-                fields.append(.init(name: name, value: try render(reader, at: offset + Int(variable.offset), variable.typeID, depth: depth + 1)))
+                fields.append(.init(name: name, value: try render(reader, at: offset + Int(variable.offset), variable.typeID, depth: depth + 1, budget: &budget)))
             }
             return .object(fields)
         case .variable(let target, _):
-            return try render(reader, at: offset, target, depth: depth + 1)
+            return try render(reader, at: offset, target, depth: depth + 1, budget: &budget)
         default:
             throw .typeMismatch("values of \(typeName(resolved)) (\(types[Int(resolved)].kindName)) cannot be rendered")
         }
