@@ -5,6 +5,8 @@ import OkoLoader
 @_cdecl("LLVMFuzzerTestOneInput")
 public func loaderFuzzerTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    // The same bytes as JSON text for typed map updates: must parse or throw.
+    if size < 4096 { _ = try? BTFValue(json: String(decoding: bytes, as: UTF8.self)) }
     guard let object = try? BPFObjectFile(bytes: bytes) else { return 0 }
     // Exercise what a loaded object offers: program lookup and typed rendering of map values.
     _ = try? object.program()

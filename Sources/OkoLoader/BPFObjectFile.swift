@@ -19,7 +19,6 @@
 //   variables, callback function pointers, tail calls (prog_array maps), map-in-map, pointers in
 //   initialised global data, and map types outside `BPFMapType.supported`.
 
-private import CElf
 public import OkoBPF
 
 /// A relocation the loader applied to a linked program, for inspection and tests.
