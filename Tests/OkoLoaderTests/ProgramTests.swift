@@ -149,4 +149,30 @@ struct ProgramTests {
         let call = try #require(program.instructions.firstIndex { $0.opcode == BPFOpcode.classJMP | BPFOpcode.call })
         #expect(call + Int(program.instructions[call].immediate) + 1 == program.functions[1].startIndex)
     }
+
+    @Test("every supported test program loads with every -mcpu, with and without BTF", arguments: TestPrograms.compilers)
+    func everyProgramLoadsAtEveryCPULevel(compiler: TestPrograms.Compiler) throws {
+        let programs = [
+            "packet_parser", "map_counter", "legacy_maps", "global_data", "subprograms", "multi_section", "bounded_loop",
+            "typed_values", "text_only", "same_section_call",
+        ]
+        for name in programs {
+            for cpu in compiler.cpus {
+                for debugInfo in [true, false] where debugInfo || !["map_counter", "typed_values"].contains(name) {
+                    let object = try TestPrograms.load(name, with: compiler, cpu: cpu, debugInfo: debugInfo)
+                    #expect(!object.programs.isEmpty, "\(name) -mcpu=\(cpu)")
+                    #expect((object.btf != nil) == debugInfo)
+                    for program in object.programs {
+                        // Every LDDW the loader touched points at a map of this object.
+                        for relocation in program.relocations {
+                            switch relocation.kind {
+                            case .mapReference(let index), .mapValue(let index, _): #expect(object.maps.indices.contains(index))
+                            case .call(let target): #expect(program.instructions.indices.contains(target))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
