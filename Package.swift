@@ -117,7 +117,8 @@ let package = Package(
         .testTarget(name: "OkoJITTests", dependencies: ["OkoJIT", "OkoBPF"], swiftSettings: swift6),
         .testTarget(name: "OkoMapsTests", dependencies: ["OkoMaps"], swiftSettings: swift6),
         .testTarget(name: "OkoVerifierTests", dependencies: ["OkoVerifier", "OkoBPF"], swiftSettings: swift6),
-        .testTarget(name: "OkoLoaderTests", dependencies: ["OkoLoader"], swiftSettings: swift6),
+        .testTarget(
+            name: "OkoLoaderTests", dependencies: ["OkoLoader", "OkoBPF"], exclude: ["Programs"], swiftSettings: swift6),
         .testTarget(name: "OkoDPDKTests", dependencies: ["OkoDPDK"], swiftSettings: swift6),
         .testTarget(name: "OkoDatapathTests", dependencies: ["OkoDatapath"], swiftSettings: swift6),
         .testTarget(name: "OkoOpenFlowTests", dependencies: ["OkoOpenFlow"], swiftSettings: swift6),

@@ -1,1 +1,0 @@
-// OkoLoader: placeholder until the module lands.
