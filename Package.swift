@@ -108,7 +108,7 @@ let package = Package(
             dependencies: ["OkoLoader", "OkoAPI", "OkoSyntax", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6
         ),
-        .executableTarget(name: "oko-fuzz", dependencies: ["OkoSyntax"], swiftSettings: swift6),
+        .executableTarget(name: "oko-fuzz", dependencies: ["OkoSyntax", "OkoLoader"], swiftSettings: swift6),
         .executableTarget(name: "oko-bpf-plugin", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
         .executableTarget(name: "oko-maps-bench", dependencies: ["OkoMaps"], path: "Benchmarks/maps", swiftSettings: swift6),
 

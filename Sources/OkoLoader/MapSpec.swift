@@ -16,11 +16,16 @@ public struct BPFMapType: RawRepresentable, Hashable, Sendable, CustomStringConv
     public static let arrayOfMaps = BPFMapType(rawValue: 12)
     public static let hashOfMaps = BPFMapType(rawValue: 13)
     public static let ringBuffer = BPFMapType(rawValue: 27)
+    public static let queue = BPFMapType(rawValue: 22)
+    public static let stack = BPFMapType(rawValue: 23)
     public static let bloomFilter = BPFMapType(rawValue: 30)
+    /// Oko's count-min sketch (outside Linux's range; see OkoMaps).
+    public static let countMinSketch = BPFMapType(rawValue: 0x4F4B_0001)
 
     /// The types a loaded object may declare: the ones the datapath's map engine can hold.
     public static let supported: Set<BPFMapType> = [
-        .hash, .array, .perCPUHash, .perCPUArray, .lruHash, .lruPerCPUHash, .bloomFilter,
+        .hash, .array, .perCPUHash, .perCPUArray, .lruHash, .lruPerCPUHash, .queue, .stack, .bloomFilter,
+        .countMinSketch,
     ]
 
     private static let names: [UInt32: String] = [
@@ -30,7 +35,7 @@ public struct BPFMapType: RawRepresentable, Hashable, Sendable, CustomStringConv
         18: "sockhash", 19: "cgroup_storage", 20: "reuseport_sockarray", 21: "percpu_cgroup_storage",
         22: "queue", 23: "stack", 24: "sk_storage", 25: "devmap_hash", 26: "struct_ops", 27: "ringbuf",
         28: "inode_storage", 29: "task_storage", 30: "bloom_filter", 31: "user_ringbuf", 32: "cgrp_storage",
-        33: "arena",
+        33: "arena", 0x4F4B_0001: "count_min_sketch",
     ]
 
     /// The name without the `BPF_MAP_TYPE_` prefix, lower case (`hash`, `lru_hash`), or `type N`.

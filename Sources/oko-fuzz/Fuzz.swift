@@ -3,6 +3,7 @@
 // Built only by Fuzz/run.sh, with `-sanitize=fuzzer,address -D OKO_FUZZING` (and lld: gold cannot link
 // it): `main` hands over to libFuzzer's driver, which calls `fuzzOneInput` with each input. The target to exercise is
 // chosen with the environment variable OKO_FUZZ_TARGET. A normal build gets a `main` that explains this.
+import OkoLoader
 import OkoSyntax
 
 #if OKO_FUZZING
@@ -29,6 +30,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
                 fatalError("flow text round trip changed the rule: \(flow.ofctlText)")
             }
         }
+    case "loader":
+        fuzzLoader(bytes)
     default:
         fatalError("unknown OKO_FUZZ_TARGET '\(fuzzTarget)'")
     }
@@ -40,6 +43,28 @@ private func runFuzzerDriver(
     _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
     _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
 ) -> Int32
+
+/// Any byte string must either load as a BPF object or throw; what a loaded object offers (program
+/// lookup, typed rendering of map keys and values) must not crash either.
+private func fuzzLoader(_ bytes: [UInt8]) {
+    // The same bytes as JSON text for typed map updates: must parse or throw.
+    if bytes.count < 4096 { _ = try? BTFValue(json: String(decoding: bytes, as: UTF8.self)) }
+    guard let object = try? BPFObjectFile(bytes: bytes) else { return }
+    _ = try? object.program()
+    for program in object.programs { _ = try? object.program(named: program.name) }
+    guard let btf = object.btf else { return }
+    for map in object.maps {
+        if let typeID = map.btfValueTypeID {
+            _ = btf.describe(typeID)
+            let value = map.initialValue ?? [UInt8](repeating: 0, count: Int(min(map.valueSize, 1 << 16)))
+            if let rendered = try? btf.render(value, as: typeID) { _ = try? btf.encode(rendered, as: typeID) }
+        }
+        if let typeID = map.btfKeyTypeID {
+            let key = [UInt8](repeating: 0xa5, count: Int(min(map.keySize, 1 << 16)))
+            if let rendered = try? btf.render(key, as: typeID) { _ = try? btf.encode(rendered, as: typeID) }
+        }
+    }
+}
 
 /// SwiftPM links executables with their entry point renamed to this `main`, which overrides libFuzzer's;
 /// so it hands over to libFuzzer's driver explicitly.

@@ -12,6 +12,9 @@ enum TestPrograms {
     }
 
     static let programsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Programs")
+    /// The example programs operators start from (examples/bpf in the repository).
+    static let examplesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("examples/bpf")
 
     /// Debian's clang 14 and the Swift toolchain's clang 21, whichever exist.
     static let compilers: [Compiler] = {
@@ -37,8 +40,10 @@ enum TestPrograms {
     }
 
     /// The object file bytes of Programs/`name`.c compiled by `compiler` with `-O2 -target bpf`.
-    static func compile(_ name: String, with compiler: Compiler, cpu: String = "v3", debugInfo: Bool = true) throws -> [UInt8] {
-        let source = programsDirectory.appendingPathComponent("\(name).c").path
+    static func compile(
+        _ name: String, with compiler: Compiler, cpu: String = "v3", debugInfo: Bool = true, directory: URL = programsDirectory
+    ) throws -> [UInt8] {
+        let source = directory.appendingPathComponent("\(name).c").path
         // Tests run in parallel and may compile the same program at once: each compile gets its own file.
         let output = outputDirectory.appendingPathComponent("\(name)-\(compiler.label)-\(cpu)\(debugInfo ? "-g" : "")-\(UUID().uuidString).o").path
         defer { try? FileManager.default.removeItem(atPath: output) }
