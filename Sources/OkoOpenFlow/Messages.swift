@@ -508,7 +508,8 @@ public struct OpenFlowMessage: Hashable, Sendable {
     private func encodeBody(into writer: inout WireWriter) {
         switch body {
         case .hello(let hello):
-            if let versions = hello.versions, let highest = versions.max() {
+            if let versions = hello.versions {
+                let highest = versions.max() ?? 0
                 // One OFPHET_VERSIONBITMAP element with as many 32-bit words as the highest version needs.
                 let words = Int(highest) / 32 + 1
                 writer.u16(1)
