@@ -492,6 +492,9 @@ public struct OpenFlowMessage: Hashable, Sendable {
     /// The wire bytes of this message. Throws OFPBRC_BAD_LEN if it would exceed 65535 bytes
     /// (large multipart replies must be split with `MultipartReply.fragments`).
     public func encode() throws(OpenFlowError) -> [UInt8] {
+        if version == OpenFlowVersion.v1_0, body.messageType != .hello {
+            return try OpenFlow10.encode(self)
+        }
         var writer = WireWriter()
         writer.u8(version)
         writer.u8(body.messageType.rawValue)
@@ -623,6 +626,9 @@ public struct OpenFlowMessage: Hashable, Sendable {
         }
         guard Int(header.length) == bytes.count else {
             throw .badRequestLength("header length \(header.length) differs from the \(bytes.count) bytes received")
+        }
+        if header.version == OpenFlowVersion.v1_0 && header.type != MessageType.hello.rawValue {
+            return try OpenFlow10.decode(bytes, header: header)
         }
         guard let type = MessageType(rawValue: header.type) else {
             throw OpenFlowError(.badRequest, BadRequestCode.badType, "unknown message type \(header.type)")

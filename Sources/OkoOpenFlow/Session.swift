@@ -119,7 +119,7 @@ public final class OpenFlowSession {
     ///   - clock: seconds on a monotonic clock (injected so keep-alive can be tested).
     ///   - echoInterval: idle seconds before we send ECHO_REQUEST; `echoTimeout` more without any
     ///     message from the peer and the connection is declared dead.
-    public init(agent: SwitchAgent, roles: ControllerRoles, supportedVersions: Set<UInt8> = [OpenFlowVersion.v1_3],
+    public init(agent: SwitchAgent, roles: ControllerRoles, supportedVersions: Set<UInt8> = [OpenFlowVersion.v1_0, OpenFlowVersion.v1_3],
                 echoInterval: Double = 5, echoTimeout: Double = 15, clock: @escaping () -> Double = OpenFlowSession.monotonicSeconds) {
         self.agent = agent
         self.roles = roles
@@ -340,7 +340,9 @@ public final class OpenFlowSession {
             guard let body = try reassemble(request, xid: xid) else { return }
             if case .tableFeatures(let tables) = body, !tables.isEmpty { try requireWriter() }
             let reply = MultipartReply(body: try agent.multipart(body))
-            for fragment in try reply.fragments() {
+            // OpenFlow 1.0 flow entries are larger than 1.3's, which the fragment sizing measures: leave room.
+            let limit = version == OpenFlowVersion.v1_0 ? OpenFlowHeader.maxMessageLength / 2 : OpenFlowHeader.maxMessageLength
+            for fragment in try reply.fragments(maxMessageLength: limit) {
                 send(.multipartReply(fragment), xid: xid, version: version, into: &output)
             }
         case .barrierRequest:

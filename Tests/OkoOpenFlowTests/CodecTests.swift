@@ -24,6 +24,9 @@ import Testing
             instructions: [.applyActions([.pushVLAN(ethertype: 0x8100), .setField(.vlanVID(0x1000 | 100)),
                                           .output(port: 3, maxLength: 0), .group(7)])]))),
             ovsText: "ADD table:1 priority=100,tcp,nw_src=10.0.0.0/8,tp_dst=80 cookie:0x1234 actions=push_vlan:0x8100,set_field:4196->vlan_vid,output:3,group:7"))
+        samples.append(Sample(name: "complete table features", message: OpenFlowMessage(xid: 9, body: .multipartReply(
+            MultipartReply(body: .tableFeatures([completeTableFeatures(tableID: 0), completeTableFeatures(tableID: 3)])))),
+            ovsText: "table 3 (\"table3\")"))
         for sample in samples {
             let output = try ofpPrint(try sample.message.encode())
             #expect(!output.contains("***"), "ovs-ofctl rejected \(sample.name): \(output)")

@@ -105,12 +105,12 @@ func establishedSession(agent: RecordingAgent = RecordingAgent(), roles: Control
     @Test func helloAdvertisesOurVersionsWithABitmap() throws {
         let session = OpenFlowSession(agent: RecordingAgent(), roles: ControllerRoles())
         let hello = try OpenFlowMessage.decode(session.start())
-        #expect(hello.version == 4 && hello.body == .hello(Hello(versions: [4])))
+        #expect(hello.version == 4 && hello.body == .hello(Hello(versions: [1, 4])))
     }
 
     @Test(arguments: [
         (Set<UInt8>([1, 4, 5]), UInt8(6), true),   // bitmap intersection {4}
-        (Set<UInt8>([1, 2]), UInt8(2), false),     // no common version
+        (Set<UInt8>([2, 3]), UInt8(3), false),     // no common version
     ])
     func negotiationWithBitmapPicksHighestCommonVersion(peer: Set<UInt8>, headerVersion: UInt8, succeeds: Bool) throws {
         let session = OpenFlowSession(agent: RecordingAgent(), roles: ControllerRoles())
@@ -130,9 +130,12 @@ func establishedSession(agent: RecordingAgent = RecordingAgent(), roles: Control
         let newer = OpenFlowSession(agent: RecordingAgent(), roles: ControllerRoles())
         _ = newer.receive(wire(.hello(Hello(versions: nil)), version: 6))
         #expect(newer.state == .established(version: 4))
-        let older = OpenFlowSession(agent: RecordingAgent(), roles: ControllerRoles())
-        let output = older.receive(wire(.hello(Hello(versions: nil)), version: 1))
-        #expect(older.state == .closed && output.close)
+        let oldest = OpenFlowSession(agent: RecordingAgent(), roles: ControllerRoles())
+        _ = oldest.receive(wire(.hello(Hello(versions: nil)), version: 1))
+        #expect(oldest.state == .established(version: 1))
+        let unsupported = OpenFlowSession(agent: RecordingAgent(), roles: ControllerRoles())
+        let output = unsupported.receive(wire(.hello(Hello(versions: nil)), version: 2))
+        #expect(unsupported.state == .closed && output.close)
     }
 
     @Test func aMessageBeforeHelloFailsTheConnection() {

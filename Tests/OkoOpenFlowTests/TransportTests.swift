@@ -26,6 +26,8 @@ final class FlowTableAgent: SwitchAgent, Sendable {
         case .desc:
             return .desc(SwitchDescription(manufacturer: "Oko", hardware: "DPDK", software: "test", serialNumber: "1", datapath: "br0"))
         case .portDesc: return .portDesc([port1])
+        case .table: return .table((0..<4).map { TableStats(tableID: $0, activeCount: 0, lookupCount: 0, matchedCount: 0) })
+        case .tableFeatures: return .tableFeatures((0..<4).map { completeTableFeatures(tableID: $0) })
         default: throw OpenFlowError(.badRequest, BadRequestCode.badMultipart, "unsupported in test agent")
         }
     }
@@ -71,6 +73,20 @@ func runOvsOfctl(_ arguments: [String]) throws -> (Int32, String) {
         let (modStatus, modOutput) = try runOvsOfctl(["-O", "OpenFlow13", "mod-port", target, "1", "down"])
         #expect(modStatus != 0 && modOutput.contains("OFPBRC_BAD_TYPE"), "\(modOutput)")
 
+        // Without --no-names, ovs-ofctl first asks for table features to learn table names.
+        let (plainStatus, plainOutput) = try runOvsOfctl(["-O", "OpenFlow13", "add-flow", target, "table=2,priority=20,actions=drop"])
+        #expect(plainStatus == 0, "plain add-flow failed: \(plainOutput)")
+        #expect(agent.flows.withLock { $0 }.last?.tableID == 2)
+
+        // ovs-ofctl without -O speaks OpenFlow 1.0 for flows 1.0 can express.
+        let (tenStatus, tenOutput) = try runOvsOfctl(["add-flow", target, "priority=30,ip,nw_dst=10.0.0.0/8,actions=mod_nw_tos:32,output:3"])
+        #expect(tenStatus == 0, "OpenFlow 1.0 add-flow failed: \(tenOutput)")
+        #expect(agent.flows.withLock { $0 }.last == FlowMod(command: .add, priority: 30,
+            match: Match([.ethType(0x0800), .ipv4Dst(0x0a00_0000, mask: 0xff00_0000)]),
+            instructions: [.applyActions([.setField(.ipDSCP(8)), .output(port: 3, maxLength: 0)])]))
+        let (tenDump, tenDumpOutput) = try runOvsOfctl(["-O", "OpenFlow10", "dump-flows", target])
+        #expect(tenDump == 0 && tenDumpOutput.contains("priority=30,ip,nw_dst=10.0.0.0/8 actions=mod_nw_tos:32,output:3"), "\(tenDumpOutput)")
+
         try await listener.stop()
         try await group.shutdownGracefully()
     }
@@ -104,7 +120,7 @@ func runOvsOfctl(_ arguments: [String]) throws -> (Int32, String) {
             let bytes = received.bytes.withLock { $0 }
             if bytes.count >= 16 { hello = try? OpenFlowMessage.decode(Array(bytes.prefix(16))) }
         }
-        #expect(hello?.body == .hello(Hello(versions: [4])))
+        #expect(hello?.body == .hello(Hello(versions: [1, 4])))
         connector.stop()
         try await controller.close()
         try await group.shutdownGracefully()
@@ -125,4 +141,20 @@ final class ByteCollector: ChannelInboundHandler, Sendable {
         let buffer = unwrapInboundIn(data)
         received.bytes.withLock { $0 += buffer.readableBytesView }
     }
+}
+
+/// A table-features entry with every property ovs-ofctl requires.
+func completeTableFeatures(tableID: UInt8) -> TableFeatures {
+    let oxms: [UInt32] = [0x8000_0004, 0x8000_0a02, 0x8000_1401, 0x8000_1e02]
+    let actions: [UInt16] = [0, 17, 18, 22, 24, 25]
+    return TableFeatures(tableID: tableID, name: "table\(tableID)", maxEntries: 1_000_000, properties: [
+        TableFeatureProperty(type: TableFeatureProperty.instructions, content: .instructions([1, 2, 3, 4, 5])),
+        TableFeatureProperty(type: TableFeatureProperty.nextTables, content: .nextTables(Array((tableID + 1)..<4))),
+        TableFeatureProperty(type: TableFeatureProperty.writeActions, content: .actions(actions)),
+        TableFeatureProperty(type: TableFeatureProperty.applyActions, content: .actions(actions)),
+        TableFeatureProperty(type: TableFeatureProperty.match, content: .oxmIDs(oxms)),
+        TableFeatureProperty(type: TableFeatureProperty.wildcards, content: .oxmIDs(oxms)),
+        TableFeatureProperty(type: TableFeatureProperty.writeSetField, content: .oxmIDs(oxms)),
+        TableFeatureProperty(type: TableFeatureProperty.applySetField, content: .oxmIDs(oxms)),
+    ])
 }
