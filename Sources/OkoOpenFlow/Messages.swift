@@ -50,8 +50,11 @@ public struct ErrorMessage: Hashable, Sendable {
     }
 
     /// The error reply to `error` raised by `offending`; echoes the first 64 bytes (OpenFlow's minimum).
-    public init(_ error: OpenFlowError, offending: [UInt8]) {
-        self.init(type: error.type.rawValue, code: error.code, data: Array(offending.prefix(64)))
+    /// For OpenFlow 1.0 (`version` 0x01) the error is mapped to the nearest 1.0 type and code.
+    public init(_ error: OpenFlowError, offending: [UInt8], version: UInt8 = OpenFlowVersion.v1_3) {
+        let (type, code) = version == OpenFlowVersion.v1_0
+            ? OpenFlow10.errorFor10(error.type.rawValue, error.code) : (error.type.rawValue, error.code)
+        self.init(type: type, code: code, data: Array(offending.prefix(64)))
     }
 }
 

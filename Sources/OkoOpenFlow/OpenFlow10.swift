@@ -222,9 +222,8 @@ enum OpenFlow10 {
         switch message.body {
         case .hello, .barrierReply: break
         case .error(let error):
-            let (type, code) = errorFor10(error.type, error.code)
-            writer.u16(type)
-            writer.u16(code)
+            writer.u16(error.type)
+            writer.u16(error.code)
             writer.append(error.data)
         case .echoRequest(let data), .echoReply(let data): writer.append(data)
         case .featuresReply(let features):

@@ -228,7 +228,7 @@ public final class OpenFlowSession {
     }
 
     private func sendError(_ error: OpenFlowError, offending: [UInt8], xid: UInt32, version: UInt8, into output: inout Output) {
-        let message = OpenFlowMessage(version: version, xid: xid, body: .error(ErrorMessage(error, offending: offending)))
+        let message = OpenFlowMessage(version: version, xid: xid, body: .error(ErrorMessage(error, offending: offending, version: version)))
         if let bytes = try? message.encode() { output.messages.append(bytes) }
     }
 

@@ -27,6 +27,22 @@ import Testing
         samples.append(Sample(name: "complete table features", message: OpenFlowMessage(xid: 9, body: .multipartReply(
             MultipartReply(body: .tableFeatures([completeTableFeatures(tableID: 0), completeTableFeatures(tableID: 3)])))),
             ovsText: "table 3 (\"table3\")"))
+        // OpenFlow 1.0 replies (encode only: the switch never decodes these).
+        let v10Replies: [(MessageBody, String)] = [
+            (.featuresReply(SwitchFeatures(datapathID: 0xabc, tableCount: 4, capabilities: 7)), "dpid:0000000000000abc"),
+            (.getConfigReply(SwitchConfig(flags: 0, missSendLength: 128)), "miss_send_len=128"),
+            (.barrierReply, "OFPT_BARRIER_REPLY"),
+            (.multipartReply(MultipartReply(body: .flow([FlowStats(tableID: 0, priority: 5, packetCount: 7, match: Match([.inPort(2)]),
+                                                                   instructions: [.applyActions([.output(port: 1, maxLength: 0)])])]))),
+             "n_packets=7, n_bytes=0, priority=5,in_port=2 actions=output:1"),
+            (.multipartReply(MultipartReply(body: .table([TableStats(tableID: 0, activeCount: 3, lookupCount: 10, matchedCount: 9)]))),
+             "active=3"),
+            (.multipartReply(MultipartReply(body: .aggregate(AggregateStats(packetCount: 1, byteCount: 2, flowCount: 3)))), "flow_count=3"),
+            (.error(ErrorMessage(OpenFlowError(.badMatch, BadMatchCode.badField, ""), offending: [], version: 1)), "OFPBRC_EPERM"),
+        ]
+        for (body, text) in v10Replies {
+            samples.append(Sample(name: "OpenFlow 1.0 \(body.messageType)", message: OpenFlowMessage(version: 1, xid: 1, body: body), ovsText: text))
+        }
         for sample in samples {
             let output = try ofpPrint(try sample.message.encode())
             #expect(!output.contains("***"), "ovs-ofctl rejected \(sample.name): \(output)")

@@ -132,6 +132,26 @@ func allSamples() -> [Sample] {
                               message: OpenFlowMessage(xid: 200 + UInt32(index), body: .multipartReply(MultipartReply(body: body))),
                               ovsText: text))
     }
+    // OpenFlow 1.0 (only what the 1.0 subset covers), in the field order its decoder produces.
+    let flowMod10 = FlowMod(command: .add, idleTimeout: 10, priority: 7, flags: [.sendFlowRemoved],
+                            match: Match([.inPort(1), .ethType(0x0800), .ipProto(17), .ipv4Dst(0x0a00_0000, mask: 0xff00_0000), .udpDst(53)]),
+                            instructions: [.applyActions([.setField(.ipv4Src(0x0102_0304)), .popVLAN,
+                                                          .output(port: OpenFlowPort.controller, maxLength: 128)])])
+    let v10: [(String, MessageBody, String?)] = [
+        ("features request", .featuresRequest, "OFPT_FEATURES_REQUEST"),
+        ("get config request", .getConfigRequest, "OFPT_GET_CONFIG_REQUEST"),
+        ("set config", .setConfig(SwitchConfig(flags: 0, missSendLength: 200)), "miss_send_len=200"),
+        ("barrier request", .barrierRequest, "OFPT_BARRIER_REQUEST"),
+        ("flow mod", .flowMod(flowMod10), "ADD priority=7,udp,in_port=1,nw_dst=10.0.0.0/8,tp_dst=53 idle:10 send_flow_rem actions=mod_nw_src:1.2.3.4,strip_vlan,CONTROLLER:128"),
+        ("desc request", .multipartRequest(MultipartRequest(body: .desc)), "OFPST_DESC request"),
+        ("table request", .multipartRequest(MultipartRequest(body: .table)), "OFPST_TABLE request"),
+        ("flow stats request", .multipartRequest(MultipartRequest(body: .flow(FlowStatsRequest(match: Match([.ethType(0x0806), .arpOp(1)]))))), "arp,arp_op=1"),
+        ("aggregate request", .multipartRequest(MultipartRequest(body: .aggregate(FlowStatsRequest(outPort: 2)))), "out_port=2"),
+    ]
+    for (index, (name, body, text)) in v10.enumerated() {
+        samples.append(Sample(name: "OpenFlow 1.0 \(name)", message: OpenFlowMessage(version: 1, xid: 400 + UInt32(index), body: body),
+                              ovsText: text))
+    }
     let oko: [OkoMessage] = [
         .loadFilterProgram(programID: 7, elf: [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]),
         .updateMap(programID: 7, map: MapDump(mapID: 1, keySize: 4, valueSize: 8, entries: [
