@@ -16,6 +16,14 @@
 //            multipart reassembly and REPLY_MORE fragmentation, and dispatch of requests to a
 //            `SwitchAgent` that the datapath side implements.
 //
+//   transport `OpenFlowListener` (passive, e.g. 127.0.0.1:6653) and `OpenFlowConnector` (active, with
+//            exponential reconnect back-off) run sessions on swift-nio channels (Transport.swift).
+//
+// Versions: 1.3 (0x04) is the full protocol. A 1.0 (0x01) subset (OpenFlow10.swift: hello, echo,
+// features, config, flow mod, barrier, desc/flow/aggregate/table stats) is translated to and from the
+// same typed model, because `ovs-ofctl` without `-O` offers only 1.0 for flows 1.0 can express. HELLO
+// negotiation picks the highest version in both bitmaps (or min of both header versions without one).
+//
 // Byte order: every multi-byte field on the wire is big-endian (network order), including all fields of
 // Oko's Nicira extension messages (the original Oko sent some in host order; we do not).
 //
