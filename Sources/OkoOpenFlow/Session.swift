@@ -180,11 +180,17 @@ public final class OpenFlowSession {
     }
 
     /// Keep-alive: call periodically. Sends ECHO_REQUEST after `echoInterval` of silence; closes after
-    /// `echoTimeout` more without hearing from the peer.
+    /// `echoTimeout` more without hearing from the peer, or if no HELLO arrived within `echoTimeout`.
     public func tick() -> Output {
         var output = Output()
-        guard case .established(let version) = state else { return output }
         let now = clock()
+        if state == .awaitingHello, now - lastReceived >= echoTimeout {
+            // The peer never said HELLO.
+            close()
+            output.close = true
+            return output
+        }
+        guard case .established(let version) = state else { return output }
         if let sent = echoSentAt {
             if now - sent >= echoTimeout {
                 close()

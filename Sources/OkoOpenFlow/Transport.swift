@@ -15,11 +15,17 @@ final class OpenFlowChannelHandler: ChannelInboundHandler {
     private let session: OpenFlowSession
     private var keepAlive: RepeatedTask?
     private let onClose: () -> Void
+    /// Kept so switch events arriving later (`notify`) can be written; only touched on the event loop.
+    private var context: ChannelHandlerContext?
 
     init(session: OpenFlowSession, onClose: @escaping () -> Void = {}) {
         self.session = session
         self.onClose = onClose
     }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelActive(context: ChannelHandlerContext) {
         let hello = session.start()
@@ -49,9 +55,9 @@ final class OpenFlowChannelHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    /// Sends an asynchronous switch event if this connection's role receives it.
-    func notify(_ event: MessageBody, context: ChannelHandlerContext) {
-        if let bytes = session.notify(event) {
+    /// Sends an asynchronous switch event if this connection's role receives it. Event loop only.
+    func notify(_ event: MessageBody) {
+        if let context, let bytes = session.notify(event) {
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
         }
     }
@@ -73,6 +79,24 @@ public final class OpenFlowListener: Sendable {
     private let roles: ControllerRoles
     private let makeAgent: AgentFactory
     private let channel = Mutex<Channel?>(nil)
+    private let connections = Mutex<[ObjectIdentifier: Connection]>([:])
+
+    private struct Connection: Sendable {
+        var channel: Channel
+        var handler: NIOLoopBound<OpenFlowChannelHandler>
+    }
+
+    /// Number of controller connections currently open.
+    public var connectionCount: Int { connections.withLock { $0.count } }
+
+    /// Sends a switch event (PACKET_IN, FLOW_REMOVED, PORT_STATUS) to every connection whose role
+    /// receives it. Callable from any thread; each write happens on its connection's event loop.
+    public func broadcast(_ event: MessageBody) {
+        for connection in connections.withLock({ Array($0.values) }) {
+            let handler = connection.handler
+            connection.channel.eventLoop.execute { handler.value.notify(event) }
+        }
+    }
 
     public init(group: EventLoopGroup, roles: ControllerRoles = ControllerRoles(), makeAgent: @escaping AgentFactory) {
         self.group = group
@@ -84,6 +108,15 @@ public final class OpenFlowListener: Sendable {
     public func start(host: String = "127.0.0.1", port: Int = 6653) async throws -> Int {
         let roles = self.roles
         let makeAgent = self.makeAgent
+        let register: @Sendable (Channel, OpenFlowChannelHandler) -> Void = { [weak self] channel, handler in
+            guard let self else { return }
+            let key = ObjectIdentifier(channel)
+            let connection = Connection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            self.connections.withLock { $0[key] = connection }
+            channel.closeFuture.whenComplete { [weak self] _ in
+                _ = self?.connections.withLock { $0.removeValue(forKey: key) }
+            }
+        }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 16)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -91,7 +124,9 @@ public final class OpenFlowListener: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let session = OpenFlowSession(agent: makeAgent(), roles: roles)
-                    try channel.pipeline.syncOperations.addHandler(OpenFlowChannelHandler(session: session))
+                    let handler = OpenFlowChannelHandler(session: session)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    register(channel, handler)
                 }
             }
         let bound = try await bootstrap.bind(host: host, port: port).get()

@@ -169,6 +169,17 @@ func establishedSession(agent: RecordingAgent = RecordingAgent(), roles: Control
         #expect(output.close && session.state == .closed)
     }
 
+    @Test func aPeerThatNeverSaysHelloIsDisconnected() {
+        let clock = ManualClock()
+        let session = OpenFlowSession(agent: RecordingAgent(), roles: ControllerRoles(), echoInterval: 5, echoTimeout: 10,
+                                      clock: { clock.now })
+        _ = session.start()
+        clock.now = 9
+        #expect(!session.tick().close)
+        clock.now = 11
+        #expect(session.tick().close && session.state == .closed)
+    }
+
     @Test func repliesAndErrorsPrecedeTheBarrierReplyInRequestOrder() throws {
         let agent = RecordingAgent()
         let session = establishedSession(agent: agent)

@@ -91,6 +91,38 @@ func runOvsOfctl(_ arguments: [String]) throws -> (Int32, String) {
         try await group.shutdownGracefully()
     }
 
+    @Test func broadcastEventsReachConnectedControllers() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let listener = OpenFlowListener(group: group) { FlowTableAgent() }
+        let port = try await listener.start(host: "127.0.0.1", port: 0)
+        let received = ReceivedBytes()
+        let client = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteCollector(received: received))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        try await client.writeAndFlush(ByteBuffer(bytes: wire(.hello(Hello(versions: [4]))))).get()
+        let packetIn = MessageBody.packetIn(PacketIn(totalLength: 3, reason: .noMatch, tableID: 0, cookie: 0,
+                                                     match: Match([.inPort(5)]), data: [1, 2, 3]))
+        var messages: [OpenFlowMessage] = []
+        for _ in 0..<100 {
+            try await Task.sleep(for: .milliseconds(20))
+            if listener.connectionCount == 1 { listener.broadcast(packetIn) }  // dropped until HELLO is processed
+            var framer = OpenFlowFramer()
+            framer.append(received.bytes.withLock { $0 })
+            messages = []
+            while let message = try framer.nextMessage() { messages.append(try OpenFlowMessage.decode(message)) }
+            if messages.contains(where: { $0.body == packetIn }) { break }
+        }
+        #expect(messages.first?.body == .hello(Hello(versions: [1, 4])))
+        #expect(messages.contains { $0.body == packetIn })
+        try await client.close()
+        try await listener.stop()
+        try await group.shutdownGracefully()
+    }
+
     @Test func connectorReconnectsWithBackOffUntilAControllerListens() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // Find a free port, then close it so the first attempts are refused.
