@@ -78,7 +78,7 @@ extension Action {
             writer.u32(niciraExperimenterID)
             writer.u16(okoSendMapsActionSubtype)
             writer.u16(programID)
-            writer.u16(UInt16(mapIDs.count))
+            writer.u16(UInt16(truncatingIfNeeded: mapIDs.count))
             for map in mapIDs { writer.u16(map) }
             writer.padTo8(since: start)
         case .experimenter(let id, let data):
@@ -87,7 +87,7 @@ extension Action {
             writer.append(data)
             writer.padTo8(since: start)
         }
-        writer.patchU16(at: start + 2, UInt16(writer.count - start))
+        writer.patchU16(at: start + 2, UInt16(truncatingIfNeeded: writer.count - start))
     }
 
     /// Decodes one action; errors are OFPET_BAD_ACTION codes.
@@ -224,7 +224,7 @@ extension Instruction {
             writer.append(data)
             writer.padTo8(since: start)
         }
-        writer.patchU16(at: start + 2, UInt16(writer.count - start))
+        writer.patchU16(at: start + 2, UInt16(truncatingIfNeeded: writer.count - start))
     }
 
     /// Decodes one instruction; errors are OFPET_BAD_INSTRUCTION codes (or OFPET_BAD_ACTION from the

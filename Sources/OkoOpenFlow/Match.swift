@@ -321,7 +321,7 @@ public struct Match: Hashable, Sendable {
     func encode(into writer: inout WireWriter) {
         let start = writer.count
         writer.u16(1)  // OFPMT_OXM
-        writer.u16(UInt16(4 + fields.reduce(0) { $0 + $1.encodedLength }))
+        writer.u16(UInt16(truncatingIfNeeded: 4 + fields.reduce(0) { $0 + $1.encodedLength }))
         for field in fields { field.encodeOXM(into: &writer) }
         writer.padTo8(since: start)
     }

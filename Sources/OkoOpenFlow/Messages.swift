@@ -382,7 +382,7 @@ public struct Bucket: Hashable, Sendable {
         writer.u32(watchGroup)
         writer.zeros(4)
         Action.encodeList(actions, into: &writer)
-        writer.patchU16(at: start, UInt16(writer.count - start))
+        writer.patchU16(at: start, UInt16(truncatingIfNeeded: writer.count - start))
     }
 
     static func decodeList(from reader: inout WireReader) throws(OpenFlowError) -> [Bucket] {

@@ -180,7 +180,7 @@ public struct TableFeatureProperty: Hashable, Sendable {
         case .oxmIDs(let ids): for id in ids { writer.u32(id) }
         case .raw(let bytes): writer.append(bytes)
         }
-        writer.patchU16(at: start + 2, UInt16(writer.count - start))
+        writer.patchU16(at: start + 2, UInt16(truncatingIfNeeded: writer.count - start))
         writer.padTo8(since: start)
     }
 
@@ -260,7 +260,7 @@ public struct TableFeatures: Hashable, Sendable {
         writer.u32(config)
         writer.u32(maxEntries)
         for property in properties { property.encode(into: &writer) }
-        writer.patchU16(at: start, UInt16(writer.count - start))
+        writer.patchU16(at: start, UInt16(truncatingIfNeeded: writer.count - start))
     }
 
     static func decodeList(from reader: inout WireReader) throws(OpenFlowError) -> [TableFeatures] {
@@ -572,7 +572,7 @@ public struct MultipartReply: Hashable, Sendable {
                 writer.zeros(1)
                 writer.u32(group.groupID)
                 for bucket in group.buckets { bucket.encode(into: &writer) }
-                writer.patchU16(at: start, UInt16(writer.count - start))
+                writer.patchU16(at: start, UInt16(truncatingIfNeeded: writer.count - start))
             }
         case .groupFeatures(let features):
             writer.u32(features.types)
@@ -597,7 +597,7 @@ public struct MultipartReply: Hashable, Sendable {
                         writer.zeros(3)
                     }
                 }
-                writer.patchU16(at: start, UInt16(writer.count - start))
+                writer.patchU16(at: start, UInt16(truncatingIfNeeded: writer.count - start))
             }
         case .meterFeatures(let features):
             writer.u32(features.maxMeter)

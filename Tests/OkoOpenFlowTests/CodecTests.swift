@@ -177,6 +177,15 @@ import Testing
         #expect(decodedCount > 100, "fuzzing should also produce some valid messages")
     }
 
+    @Test func oversizedMessagesFailToEncodeInsteadOfTrapping() {
+        let huge = OpenFlowMessage(xid: 1, body: .flowMod(FlowMod(command: .add, instructions: [
+            .applyActions([.sendMaps(programID: 1, mapIDs: [UInt16](repeating: 1, count: 40_000))]),
+        ])))
+        #expect(throws: OpenFlowError(.badRequest, BadRequestCode.badLen, "")) { try huge.encode() }
+        let bigPacket = OpenFlowMessage(xid: 1, body: .packetOut(PacketOut(inPort: 1, actions: [], data: [UInt8](repeating: 0, count: 70_000))))
+        #expect(throws: OpenFlowError(.badRequest, BadRequestCode.badLen, "")) { try bigPacket.encode() }
+    }
+
     @Test func matchValidationReportsPrerequisitesDuplicatesAndMasks() throws {
         #expect(throws: OpenFlowError(.badMatch, BadMatchCode.badPrereq, "")) { try Match([.tcpDst(80)]).validate() }
         #expect(throws: OpenFlowError(.badMatch, BadMatchCode.badPrereq, "")) {
