@@ -423,6 +423,25 @@ public struct GroupMod: Hashable, Sendable {
     }
 }
 
+/// PORT_MOD: change a port's administrative configuration (OFPPC_* bits selected by `mask`).
+public struct PortMod: Hashable, Sendable {
+    public var portNumber: UInt32
+    /// Must match the port's address (a sanity check against stale port numbers).
+    public var hardwareAddress: EthernetAddress
+    public var config: UInt32
+    public var mask: UInt32
+    /// OFPPF_* features to advertise; 0 leaves them unchanged.
+    public var advertise: UInt32
+
+    public init(portNumber: UInt32, hardwareAddress: EthernetAddress, config: UInt32, mask: UInt32, advertise: UInt32 = 0) {
+        self.portNumber = portNumber
+        self.hardwareAddress = hardwareAddress
+        self.config = config
+        self.mask = mask
+        self.advertise = advertise
+    }
+}
+
 /// The body of an OpenFlow message, by type.
 public enum MessageBody: Hashable, Sendable {
     case hello(Hello)
@@ -443,6 +462,7 @@ public enum MessageBody: Hashable, Sendable {
     case packetOut(PacketOut)
     case flowMod(FlowMod)
     case groupMod(GroupMod)
+    case portMod(PortMod)
     case multipartRequest(MultipartRequest)
     case multipartReply(MultipartReply)
     case barrierRequest
@@ -468,6 +488,7 @@ public enum MessageBody: Hashable, Sendable {
         case .packetOut: .packetOut
         case .flowMod: .flowMod
         case .groupMod: .groupMod
+        case .portMod: .portMod
         case .multipartRequest: .multipartRequest
         case .multipartReply: .multipartReply
         case .barrierRequest: .barrierRequest
@@ -609,6 +630,15 @@ public struct OpenFlowMessage: Hashable, Sendable {
             writer.zeros(1)
             writer.u32(groupMod.groupID)
             for bucket in groupMod.buckets { bucket.encode(into: &writer) }
+        case .portMod(let portMod):
+            writer.u32(portMod.portNumber)
+            writer.zeros(4)
+            writer.append(portMod.hardwareAddress.bytes)
+            writer.zeros(2)
+            writer.u32(portMod.config)
+            writer.u32(portMod.mask)
+            writer.u32(portMod.advertise)
+            writer.zeros(4)
         case .multipartRequest(let request):
             request.encode(into: &writer)
         case .multipartReply(let reply):
@@ -785,7 +815,21 @@ public struct OpenFlowMessage: Hashable, Sendable {
             }
             let message = RoleMessage(role: role, generationID: generation)
             return type == .roleRequest ? .roleRequest(message) : .roleReply(message)
-        case .portMod, .tableMod, .queueGetConfigRequest, .queueGetConfigReply, .getAsyncRequest, .getAsyncReply,
+        case .portMod:
+            try expectLength(reader, 32, type)
+            let port = try reader.u32()
+            try reader.skip(4)
+            let address = EthernetAddress(try reader.read(6))
+            try reader.skip(2)
+            let config = try reader.u32()
+            let mask = try reader.u32()
+            let advertise = try reader.u32()
+            try reader.skip(4)
+            guard port <= OpenFlowPort.max || port == OpenFlowPort.local else {
+                throw OpenFlowError(.portModFailed, 0, "PORT_MOD of reserved port 0x\(String(port, radix: 16))")
+            }
+            return .portMod(PortMod(portNumber: port, hardwareAddress: address, config: config, mask: mask, advertise: advertise))
+        case .tableMod, .queueGetConfigRequest, .queueGetConfigReply, .getAsyncRequest, .getAsyncReply,
              .setAsync, .meterMod:
             throw OpenFlowError(.badRequest, BadRequestCode.badType, "\(type) is not supported by this switch")
         }

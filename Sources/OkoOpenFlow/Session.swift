@@ -20,6 +20,7 @@ public protocol SwitchAgent: AnyObject {
     func apply(_ flowMod: FlowMod) throws(OpenFlowError)
     func apply(_ groupMod: GroupMod) throws(OpenFlowError)
     func execute(_ packetOut: PacketOut) throws(OpenFlowError)
+    func apply(_ portMod: PortMod) throws(OpenFlowError)
     /// The reply body for a (reassembled) multipart request.
     func multipart(_ request: MultipartRequest.Body) throws(OpenFlowError) -> MultipartReply.Body
     /// Handles an Oko extension message; returns the messages to send back (e.g. DUMP_MAP_REPLY).
@@ -342,6 +343,9 @@ public final class OpenFlowSession {
         case .packetOut(let packetOut):
             try requireWriter()
             try agent.execute(packetOut)
+        case .portMod(let portMod):
+            try requireWriter()
+            try agent.apply(portMod)
         case .multipartRequest(let request):
             guard let body = try reassemble(request, xid: xid) else { return }
             if case .tableFeatures(let tables) = body, !tables.isEmpty { try requireWriter() }

@@ -85,6 +85,8 @@ func allSamples() -> [Sample] {
                ovsText: "DEL_STRICT"),
         Sample(name: "group mod", message: OpenFlowMessage(xid: 11, body: .groupMod(GroupMod(
             command: .add, type: .select, groupID: 7, buckets: buckets))), ovsText: "group_id=7,type=select"),
+        Sample(name: "port mod", message: OpenFlowMessage(xid: 14, body: .portMod(PortMod(
+            portNumber: 1, hardwareAddress: mac1, config: 1, mask: 1))), ovsText: "port: 1: addr:00:11:22:33:44:55"),
         Sample(name: "barrier request", message: OpenFlowMessage(xid: 12, body: .barrierRequest), ovsText: "OFPT_BARRIER_REQUEST"),
         Sample(name: "barrier reply", message: OpenFlowMessage(xid: 12, body: .barrierReply), ovsText: "OFPT_BARRIER_REPLY"),
         Sample(name: "role request", message: OpenFlowMessage(xid: 13, body: .roleRequest(RoleMessage(role: .master, generationID: 5))),

@@ -25,6 +25,7 @@ final class RecordingAgent: SwitchAgent {
     }
     func apply(_ groupMod: GroupMod) throws(OpenFlowError) { groupMods.append(groupMod) }
     func execute(_ packetOut: PacketOut) throws(OpenFlowError) { packetOuts.append(packetOut) }
+    func apply(_ portMod: PortMod) throws(OpenFlowError) {}
     func multipart(_ request: MultipartRequest.Body) throws(OpenFlowError) -> MultipartReply.Body {
         multipartRequests.append(request)
         switch request {
