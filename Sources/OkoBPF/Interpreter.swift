@@ -103,6 +103,8 @@ public struct BPFRuntimeError: Error, Sendable, Hashable, CustomStringConvertibl
 enum ResolvedOpcode: UInt8 {
     case invalid
     case loadConstant
+    /// lddw: loadConstant that also steps over its second slot.
+    case loadConstant64
     // ALU64, register source then immediate source
     case add64X, sub64X, mul64X, div64X, sdiv64X, or64X, and64X, lsh64X, rsh64X, mod64X, smod64X, xor64X, mov64X, arsh64X
     case add64K, sub64K, mul64K, div64K, sdiv64K, or64K, and64K, lsh64K, rsh64K, mod64K, smod64K, xor64K, arsh64K
@@ -268,7 +270,7 @@ public final class BPFInterpreter: @unchecked Sendable {
                 throw BPFLoadError(instructionIndex: slot,
                                    message: "lddw with pseudo source \(pseudoSource) must be relocated by the loader first")
             }
-            return ResolvedInstruction(.loadConstant, dst: dst, imm: value)
+            return ResolvedInstruction(.loadConstant64, dst: dst, imm: value)
         case .load(let size, let signExtend, let dst, let base, let offset):
             let opcode: ResolvedOpcode
             switch (size, signExtend) {
@@ -434,6 +436,9 @@ public final class BPFInterpreter: @unchecked Sendable {
             let s = Int(ins.src)
             switch ins.opcode {
             case .loadConstant: r[d] = ins.imm
+            case .loadConstant64:
+                r[d] = ins.imm
+                pc &+= 1
 
             case .add64X: r[d] = r[d] &+ r[s]
             case .sub64X: r[d] = r[d] &- r[s]
