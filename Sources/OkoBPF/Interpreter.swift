@@ -514,53 +514,125 @@ public final class BPFInterpreter: @unchecked Sendable {
             case .swap64: r[d] = r[d].byteSwapped
             case .nop: break
 
-            case .ldxb, .ldxh, .ldxw, .ldxdw, .ldxsb, .ldxsh, .ldxsw:
-                let size: UInt64
-                switch ins.opcode {
-                case .ldxb, .ldxsb: size = 1
-                case .ldxh, .ldxsh: size = 2
-                case .ldxw, .ldxsw: size = 4
-                default: size = 8
-                }
+            case .ldxb:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
-                guard let p = fastTranslate(address, size)
-                    ?? slowTranslate(address, size, write: false, state: state) else {
-                    throw outOfBounds(address, size, write: false, at: pc &- 1)
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 1) { p = fast } else {
+                    p = try slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
                 }
-                switch ins.opcode {
-                case .ldxb: r[d] = UInt64(p.load(as: UInt8.self))
-                case .ldxh: r[d] = UInt64(p.loadUnaligned(as: UInt16.self))
-                case .ldxw: r[d] = UInt64(p.loadUnaligned(as: UInt32.self))
-                case .ldxdw: r[d] = p.loadUnaligned(as: UInt64.self)
-                case .ldxsb: r[d] = UInt64(bitPattern: Int64(p.load(as: Int8.self)))
-                case .ldxsh: r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int16.self)))
-                default: r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int32.self)))
-                }
+                r[d] = UInt64(p.load(as: UInt8.self))
 
-            case .stb, .sth, .stw, .stdw, .stxb, .stxh, .stxw, .stxdw:
-                let size: UInt64
-                switch ins.opcode {
-                case .stb, .stxb: size = 1
-                case .sth, .stxh: size = 2
-                case .stw, .stxw: size = 4
-                default: size = 8
+            case .ldxh:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 2) { p = fast } else {
+                    p = try slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
                 }
-                let value: UInt64
-                switch ins.opcode {
-                case .stb, .sth, .stw, .stdw: value = ins.imm
-                default: value = r[s]
+                r[d] = UInt64(p.loadUnaligned(as: UInt16.self))
+
+            case .ldxw:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 4) { p = fast } else {
+                    p = try slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
                 }
+                r[d] = UInt64(p.loadUnaligned(as: UInt32.self))
+
+            case .ldxdw:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 8) { p = fast } else {
+                    p = try slowTranslate(address, 8, write: false, state: state, at: pc &- 1)
+                }
+                r[d] = p.loadUnaligned(as: UInt64.self)
+
+            case .ldxsb:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 1) { p = fast } else {
+                    p = try slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
+                }
+                r[d] = UInt64(bitPattern: Int64(p.load(as: Int8.self)))
+
+            case .ldxsh:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 2) { p = fast } else {
+                    p = try slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
+                }
+                r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int16.self)))
+
+            case .ldxsw:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 4) { p = fast } else {
+                    p = try slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
+                }
+                r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int32.self)))
+
+            case .stb:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
-                guard let p = fastTranslate(address, size)
-                    ?? slowTranslate(address, size, write: true, state: state) else {
-                    throw outOfBounds(address, size, write: true, at: pc &- 1)
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 1) { p = fast } else {
+                    p = try slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
                 }
-                switch size {
-                case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-                case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), as: UInt16.self)
-                case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), as: UInt32.self)
-                default: p.storeBytes(of: value, as: UInt64.self)
+                p.storeBytes(of: UInt8(truncatingIfNeeded: ins.imm), as: UInt8.self)
+
+            case .stxb:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 1) { p = fast } else {
+                    p = try slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
                 }
+                p.storeBytes(of: UInt8(truncatingIfNeeded: r[s]), as: UInt8.self)
+
+            case .sth:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 2) { p = fast } else {
+                    p = try slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: UInt16(truncatingIfNeeded: ins.imm), as: UInt16.self)
+
+            case .stxh:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 2) { p = fast } else {
+                    p = try slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: UInt16(truncatingIfNeeded: r[s]), as: UInt16.self)
+
+            case .stw:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 4) { p = fast } else {
+                    p = try slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: UInt32(truncatingIfNeeded: ins.imm), as: UInt32.self)
+
+            case .stxw:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 4) { p = fast } else {
+                    p = try slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: UInt32(truncatingIfNeeded: r[s]), as: UInt32.self)
+
+            case .stdw:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 8) { p = fast } else {
+                    p = try slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: ins.imm, as: UInt64.self)
+
+            case .stxdw:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 8) { p = fast } else {
+                    p = try slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: r[s], as: UInt64.self)
 
             case .atomic32, .atomic64:
                 try atomic(ins, registers: r, state: state, at: pc &- 1)
@@ -686,9 +758,19 @@ public final class BPFInterpreter: @unchecked Sendable {
         (r[6], r[7], r[8], r[9], r[10]) = saved
     }
 
-    /// Checks caller frames and registered regions; nil when no region holds the whole access.
+    /// Slow path of a load/store: caller frames and registered regions, else a thrown fault.
     @inline(never)
-    private func slowTranslate(_ address: UInt64, _ size: UInt64, write: Bool, state: RunState) -> UnsafeMutableRawPointer? {
+    private func slowTranslate(
+        _ address: UInt64, _ size: UInt64, write: Bool, state: RunState, at index: Int
+    ) throws(BPFRuntimeError) -> UnsafeMutableRawPointer {
+        guard let pointer = regionTranslate(address, size, write: write, state: state) else {
+            throw outOfBounds(address, size, write: write, at: index)
+        }
+        return pointer
+    }
+
+    /// Checks caller frames and registered regions; nil when no region holds the whole access.
+    private func regionTranslate(_ address: UInt64, _ size: UInt64, write: Bool, state: RunState) -> UnsafeMutableRawPointer? {
         if state.depth > 0 {
             for frame in 0..<state.depth where address &- state.frameLows[frame] <= Self.frameSize &- size {
                 return UnsafeMutableRawPointer(bitPattern: UInt(address))
@@ -730,7 +812,7 @@ public final class BPFInterpreter: @unchecked Sendable {
         } else if address &- frameLow <= Self.frameSize &- size {
             pointer = UnsafeMutableRawPointer(bitPattern: UInt(address))
         } else {
-            pointer = slowTranslate(address, size, write: true, state: state)
+            pointer = regionTranslate(address, size, write: true, state: state)
         }
         guard let pointer else { throw outOfBounds(address, size, write: true, at: index) }
         guard address % size == 0 else {
