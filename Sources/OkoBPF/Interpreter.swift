@@ -116,6 +116,10 @@ enum ResolvedOpcode: UInt8 {
     case truncate16, truncate32, swap16, swap32, swap64, nop
     case ldxb, ldxh, ldxw, ldxdw, ldxsb, ldxsh, ldxsw
     case stb, sth, stw, stdw, stxb, stxh, stxw, stxdw
+    // Accesses through r10 at a constant offset inside the frame: r10 is read-only, so these are
+    // proven in bounds at load time and skip the run-time check.
+    case ldxbFrame, ldxhFrame, ldxwFrame, ldxdwFrame, ldxsbFrame, ldxshFrame, ldxswFrame
+    case stbFrame, sthFrame, stwFrame, stdwFrame, stxbFrame, stxhFrame, stxwFrame, stxdwFrame
     case atomic32, atomic64
     case packetLoad
     case ja
@@ -282,6 +286,10 @@ public final class BPFInterpreter: @unchecked Sendable {
             case (.half, true): opcode = .ldxsh
             case (.word, true): opcode = .ldxsw
             }
+            if base == 10 && Self.isInsideFrame(offset, size) {
+                let frameOpcode = ResolvedOpcode(rawValue: opcode.rawValue - ResolvedOpcode.ldxb.rawValue + ResolvedOpcode.ldxbFrame.rawValue)!
+                return ResolvedInstruction(frameOpcode, dst: dst, src: base, target: Int32(offset))
+            }
             return ResolvedInstruction(opcode, dst: dst, src: base, target: Int32(offset))
         case .store(let size, let base, let offset, let value):
             switch value {
@@ -293,6 +301,10 @@ public final class BPFInterpreter: @unchecked Sendable {
                 case .word: opcode = .stxw
                 case .double: opcode = .stxdw
                 }
+                if base == 10 && Self.isInsideFrame(offset, size) {
+                    let frameOpcode = ResolvedOpcode(rawValue: opcode.rawValue - ResolvedOpcode.stb.rawValue + ResolvedOpcode.stbFrame.rawValue)!
+                    return ResolvedInstruction(frameOpcode, dst: base, src: src, target: Int32(offset))
+                }
                 return ResolvedInstruction(opcode, dst: base, src: src, target: Int32(offset))
             case .immediate(let imm):
                 let opcode: ResolvedOpcode
@@ -301,6 +313,10 @@ public final class BPFInterpreter: @unchecked Sendable {
                 case .half: opcode = .sth
                 case .word: opcode = .stw
                 case .double: opcode = .stdw
+                }
+                if base == 10 && Self.isInsideFrame(offset, size) {
+                    let frameOpcode = ResolvedOpcode(rawValue: opcode.rawValue - ResolvedOpcode.stb.rawValue + ResolvedOpcode.stbFrame.rawValue)!
+                    return ResolvedInstruction(frameOpcode, dst: base, target: Int32(offset), imm: signExtended(imm))
                 }
                 return ResolvedInstruction(opcode, dst: base, target: Int32(offset), imm: signExtended(imm))
             }
@@ -355,6 +371,11 @@ public final class BPFInterpreter: @unchecked Sendable {
         case .exit:
             return ResolvedInstruction(.exit)
         }
+    }
+
+    /// True when `[r10 + offset, r10 + offset + size)` lies inside the current 512-byte frame.
+    private static func isInsideFrame(_ offset: Int16, _ size: BPFAccessSize) -> Bool {
+        Int(offset) >= -BPFLimits.stackSizePerFrame && Int(offset) + Int(size.rawValue) <= 0
     }
 
     // MARK: running
@@ -430,14 +451,14 @@ public final class BPFInterpreter: @unchecked Sendable {
         }
 
         while true {
-            let ins = code[pc]
+            let ins = code.advanced(by: pc)
             pc &+= 1
-            let d = Int(ins.dst)
-            let s = Int(ins.src)
-            switch ins.opcode {
-            case .loadConstant: r[d] = ins.imm
+            var d: Int { Int(ins.pointee.dst) }
+            var s: Int { Int(ins.pointee.src) }
+            switch ins.pointee.opcode {
+            case .loadConstant: r[d] = ins.pointee.imm
             case .loadConstant64:
-                r[d] = ins.imm
+                r[d] = ins.pointee.imm
                 pc &+= 1
 
             case .add64X: r[d] = r[d] &+ r[s]
@@ -455,19 +476,19 @@ public final class BPFInterpreter: @unchecked Sendable {
             case .mov64X: r[d] = r[s]
             case .arsh64X: r[d] = UInt64(bitPattern: Int64(bitPattern: r[d]) &>> r[s])
 
-            case .add64K: r[d] = r[d] &+ ins.imm
-            case .sub64K: r[d] = r[d] &- ins.imm
-            case .mul64K: r[d] = r[d] &* ins.imm
-            case .div64K: r[d] = Self.udiv64(r[d], ins.imm)
-            case .sdiv64K: r[d] = Self.sdiv64(r[d], ins.imm)
-            case .or64K: r[d] = r[d] | ins.imm
-            case .and64K: r[d] = r[d] & ins.imm
-            case .lsh64K: r[d] = r[d] &<< ins.imm
-            case .rsh64K: r[d] = r[d] &>> ins.imm
-            case .mod64K: r[d] = Self.umod64(r[d], ins.imm)
-            case .smod64K: r[d] = Self.smod64(r[d], ins.imm)
-            case .xor64K: r[d] = r[d] ^ ins.imm
-            case .arsh64K: r[d] = UInt64(bitPattern: Int64(bitPattern: r[d]) &>> ins.imm)
+            case .add64K: r[d] = r[d] &+ ins.pointee.imm
+            case .sub64K: r[d] = r[d] &- ins.pointee.imm
+            case .mul64K: r[d] = r[d] &* ins.pointee.imm
+            case .div64K: r[d] = Self.udiv64(r[d], ins.pointee.imm)
+            case .sdiv64K: r[d] = Self.sdiv64(r[d], ins.pointee.imm)
+            case .or64K: r[d] = r[d] | ins.pointee.imm
+            case .and64K: r[d] = r[d] & ins.pointee.imm
+            case .lsh64K: r[d] = r[d] &<< ins.pointee.imm
+            case .rsh64K: r[d] = r[d] &>> ins.pointee.imm
+            case .mod64K: r[d] = Self.umod64(r[d], ins.pointee.imm)
+            case .smod64K: r[d] = Self.smod64(r[d], ins.pointee.imm)
+            case .xor64K: r[d] = r[d] ^ ins.pointee.imm
+            case .arsh64K: r[d] = UInt64(bitPattern: Int64(bitPattern: r[d]) &>> ins.pointee.imm)
 
             case .add32X: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &+ UInt32(truncatingIfNeeded: r[s]))
             case .sub32X: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &- UInt32(truncatingIfNeeded: r[s]))
@@ -485,20 +506,20 @@ public final class BPFInterpreter: @unchecked Sendable {
             case .arsh32X:
                 r[d] = UInt64(UInt32(bitPattern: Int32(truncatingIfNeeded: r[d]) &>> Int32(truncatingIfNeeded: r[s])))
 
-            case .add32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] &+ ins.imm))
-            case .sub32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] &- ins.imm))
-            case .mul32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &* UInt32(truncatingIfNeeded: ins.imm))
-            case .div32K: r[d] = Self.udiv32(r[d], ins.imm)
-            case .sdiv32K: r[d] = Self.sdiv32(r[d], ins.imm)
-            case .or32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] | ins.imm))
-            case .and32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] & ins.imm))
-            case .lsh32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &<< UInt32(truncatingIfNeeded: ins.imm))
-            case .rsh32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &>> UInt32(truncatingIfNeeded: ins.imm))
-            case .mod32K: r[d] = Self.umod32(r[d], ins.imm)
-            case .smod32K: r[d] = Self.smod32(r[d], ins.imm)
-            case .xor32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] ^ ins.imm))
+            case .add32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] &+ ins.pointee.imm))
+            case .sub32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] &- ins.pointee.imm))
+            case .mul32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &* UInt32(truncatingIfNeeded: ins.pointee.imm))
+            case .div32K: r[d] = Self.udiv32(r[d], ins.pointee.imm)
+            case .sdiv32K: r[d] = Self.sdiv32(r[d], ins.pointee.imm)
+            case .or32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] | ins.pointee.imm))
+            case .and32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] & ins.pointee.imm))
+            case .lsh32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &<< UInt32(truncatingIfNeeded: ins.pointee.imm))
+            case .rsh32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &>> UInt32(truncatingIfNeeded: ins.pointee.imm))
+            case .mod32K: r[d] = Self.umod32(r[d], ins.pointee.imm)
+            case .smod32K: r[d] = Self.smod32(r[d], ins.pointee.imm)
+            case .xor32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] ^ ins.pointee.imm))
             case .arsh32K:
-                r[d] = UInt64(UInt32(bitPattern: Int32(truncatingIfNeeded: r[d]) &>> Int32(truncatingIfNeeded: ins.imm)))
+                r[d] = UInt64(UInt32(bitPattern: Int32(truncatingIfNeeded: r[d]) &>> Int32(truncatingIfNeeded: ins.pointee.imm)))
 
             case .neg64: r[d] = 0 &- r[d]
             case .neg32: r[d] = UInt64(0 &- UInt32(truncatingIfNeeded: r[d]))
@@ -515,7 +536,7 @@ public final class BPFInterpreter: @unchecked Sendable {
             case .nop: break
 
             case .ldxb:
-                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 1) { p = fast } else {
                     p = try slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
@@ -523,7 +544,7 @@ public final class BPFInterpreter: @unchecked Sendable {
                 r[d] = UInt64(p.load(as: UInt8.self))
 
             case .ldxh:
-                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 2) { p = fast } else {
                     p = try slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
@@ -531,7 +552,7 @@ public final class BPFInterpreter: @unchecked Sendable {
                 r[d] = UInt64(p.loadUnaligned(as: UInt16.self))
 
             case .ldxw:
-                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 4) { p = fast } else {
                     p = try slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
@@ -539,7 +560,7 @@ public final class BPFInterpreter: @unchecked Sendable {
                 r[d] = UInt64(p.loadUnaligned(as: UInt32.self))
 
             case .ldxdw:
-                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 8) { p = fast } else {
                     p = try slowTranslate(address, 8, write: false, state: state, at: pc &- 1)
@@ -547,7 +568,7 @@ public final class BPFInterpreter: @unchecked Sendable {
                 r[d] = p.loadUnaligned(as: UInt64.self)
 
             case .ldxsb:
-                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 1) { p = fast } else {
                     p = try slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
@@ -555,7 +576,7 @@ public final class BPFInterpreter: @unchecked Sendable {
                 r[d] = UInt64(bitPattern: Int64(p.load(as: Int8.self)))
 
             case .ldxsh:
-                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 2) { p = fast } else {
                     p = try slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
@@ -563,7 +584,7 @@ public final class BPFInterpreter: @unchecked Sendable {
                 r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int16.self)))
 
             case .ldxsw:
-                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 4) { p = fast } else {
                     p = try slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
@@ -571,15 +592,15 @@ public final class BPFInterpreter: @unchecked Sendable {
                 r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int32.self)))
 
             case .stb:
-                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 1) { p = fast } else {
                     p = try slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
                 }
-                p.storeBytes(of: UInt8(truncatingIfNeeded: ins.imm), as: UInt8.self)
+                p.storeBytes(of: UInt8(truncatingIfNeeded: ins.pointee.imm), as: UInt8.self)
 
             case .stxb:
-                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 1) { p = fast } else {
                     p = try slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
@@ -587,15 +608,15 @@ public final class BPFInterpreter: @unchecked Sendable {
                 p.storeBytes(of: UInt8(truncatingIfNeeded: r[s]), as: UInt8.self)
 
             case .sth:
-                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 2) { p = fast } else {
                     p = try slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
                 }
-                p.storeBytes(of: UInt16(truncatingIfNeeded: ins.imm), as: UInt16.self)
+                p.storeBytes(of: UInt16(truncatingIfNeeded: ins.pointee.imm), as: UInt16.self)
 
             case .stxh:
-                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 2) { p = fast } else {
                     p = try slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
@@ -603,15 +624,15 @@ public final class BPFInterpreter: @unchecked Sendable {
                 p.storeBytes(of: UInt16(truncatingIfNeeded: r[s]), as: UInt16.self)
 
             case .stw:
-                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 4) { p = fast } else {
                     p = try slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
                 }
-                p.storeBytes(of: UInt32(truncatingIfNeeded: ins.imm), as: UInt32.self)
+                p.storeBytes(of: UInt32(truncatingIfNeeded: ins.pointee.imm), as: UInt32.self)
 
             case .stxw:
-                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 4) { p = fast } else {
                     p = try slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
@@ -619,93 +640,153 @@ public final class BPFInterpreter: @unchecked Sendable {
                 p.storeBytes(of: UInt32(truncatingIfNeeded: r[s]), as: UInt32.self)
 
             case .stdw:
-                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 8) { p = fast } else {
                     p = try slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
                 }
-                p.storeBytes(of: ins.imm, as: UInt64.self)
+                p.storeBytes(of: ins.pointee.imm, as: UInt64.self)
 
             case .stxdw:
-                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
                 let p: UnsafeMutableRawPointer
                 if let fast = fastTranslate(address, 8) { p = fast } else {
                     p = try slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
                 }
                 p.storeBytes(of: r[s], as: UInt64.self)
 
+            case .ldxbFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(p.load(as: UInt8.self))
+
+            case .ldxhFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(p.loadUnaligned(as: UInt16.self))
+
+            case .ldxwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(p.loadUnaligned(as: UInt32.self))
+
+            case .ldxdwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = p.loadUnaligned(as: UInt64.self)
+
+            case .ldxsbFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(bitPattern: Int64(p.load(as: Int8.self)))
+
+            case .ldxshFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int16.self)))
+
+            case .ldxswFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int32.self)))
+
+            case .stbFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt8(truncatingIfNeeded: ins.pointee.imm), as: UInt8.self)
+
+            case .stxbFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt8(truncatingIfNeeded: r[s]), as: UInt8.self)
+
+            case .sthFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt16(truncatingIfNeeded: ins.pointee.imm), as: UInt16.self)
+
+            case .stxhFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt16(truncatingIfNeeded: r[s]), as: UInt16.self)
+
+            case .stwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt32(truncatingIfNeeded: ins.pointee.imm), as: UInt32.self)
+
+            case .stxwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt32(truncatingIfNeeded: r[s]), as: UInt32.self)
+
+            case .stdwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: ins.pointee.imm, as: UInt64.self)
+
+            case .stxdwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: r[s], as: UInt64.self)
+
             case .atomic32, .atomic64:
-                try atomic(ins, registers: r, state: state, at: pc &- 1)
+                try atomic(ins.pointee, registers: r, state: state, at: pc &- 1)
 
             case .packetLoad:
-                if !loadPacket(ins, registers: r, state: state) {
+                if !loadPacket(ins.pointee, registers: r, state: state) {
                     r[0] = 0
                     state.stopped = true
                     return
                 }
 
-            case .ja: pc = Int(ins.target)
+            case .ja: pc = Int(ins.pointee.target)
 
-            case .jeq64X: if r[d] == r[s] { pc = Int(ins.target) }
-            case .jgt64X: if r[d] > r[s] { pc = Int(ins.target) }
-            case .jge64X: if r[d] >= r[s] { pc = Int(ins.target) }
-            case .jset64X: if r[d] & r[s] != 0 { pc = Int(ins.target) }
-            case .jne64X: if r[d] != r[s] { pc = Int(ins.target) }
-            case .jsgt64X: if Int64(bitPattern: r[d]) > Int64(bitPattern: r[s]) { pc = Int(ins.target) }
-            case .jsge64X: if Int64(bitPattern: r[d]) >= Int64(bitPattern: r[s]) { pc = Int(ins.target) }
-            case .jlt64X: if r[d] < r[s] { pc = Int(ins.target) }
-            case .jle64X: if r[d] <= r[s] { pc = Int(ins.target) }
-            case .jslt64X: if Int64(bitPattern: r[d]) < Int64(bitPattern: r[s]) { pc = Int(ins.target) }
-            case .jsle64X: if Int64(bitPattern: r[d]) <= Int64(bitPattern: r[s]) { pc = Int(ins.target) }
+            case .jeq64X: if r[d] == r[s] { pc = Int(ins.pointee.target) }
+            case .jgt64X: if r[d] > r[s] { pc = Int(ins.pointee.target) }
+            case .jge64X: if r[d] >= r[s] { pc = Int(ins.pointee.target) }
+            case .jset64X: if r[d] & r[s] != 0 { pc = Int(ins.pointee.target) }
+            case .jne64X: if r[d] != r[s] { pc = Int(ins.pointee.target) }
+            case .jsgt64X: if Int64(bitPattern: r[d]) > Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
+            case .jsge64X: if Int64(bitPattern: r[d]) >= Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
+            case .jlt64X: if r[d] < r[s] { pc = Int(ins.pointee.target) }
+            case .jle64X: if r[d] <= r[s] { pc = Int(ins.pointee.target) }
+            case .jslt64X: if Int64(bitPattern: r[d]) < Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
+            case .jsle64X: if Int64(bitPattern: r[d]) <= Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
 
-            case .jeq64K: if r[d] == ins.imm { pc = Int(ins.target) }
-            case .jgt64K: if r[d] > ins.imm { pc = Int(ins.target) }
-            case .jge64K: if r[d] >= ins.imm { pc = Int(ins.target) }
-            case .jset64K: if r[d] & ins.imm != 0 { pc = Int(ins.target) }
-            case .jne64K: if r[d] != ins.imm { pc = Int(ins.target) }
-            case .jsgt64K: if Int64(bitPattern: r[d]) > Int64(bitPattern: ins.imm) { pc = Int(ins.target) }
-            case .jsge64K: if Int64(bitPattern: r[d]) >= Int64(bitPattern: ins.imm) { pc = Int(ins.target) }
-            case .jlt64K: if r[d] < ins.imm { pc = Int(ins.target) }
-            case .jle64K: if r[d] <= ins.imm { pc = Int(ins.target) }
-            case .jslt64K: if Int64(bitPattern: r[d]) < Int64(bitPattern: ins.imm) { pc = Int(ins.target) }
-            case .jsle64K: if Int64(bitPattern: r[d]) <= Int64(bitPattern: ins.imm) { pc = Int(ins.target) }
+            case .jeq64K: if r[d] == ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jgt64K: if r[d] > ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jge64K: if r[d] >= ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jset64K: if r[d] & ins.pointee.imm != 0 { pc = Int(ins.pointee.target) }
+            case .jne64K: if r[d] != ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jsgt64K: if Int64(bitPattern: r[d]) > Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jsge64K: if Int64(bitPattern: r[d]) >= Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jlt64K: if r[d] < ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jle64K: if r[d] <= ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jslt64K: if Int64(bitPattern: r[d]) < Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jsle64K: if Int64(bitPattern: r[d]) <= Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
 
-            case .jeq32X: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jgt32X: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jge32X: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jset32X: if UInt32(truncatingIfNeeded: r[d] & r[s]) != 0 { pc = Int(ins.target) }
-            case .jne32X: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jsgt32X: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jsge32X: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jlt32X: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jle32X: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jslt32X: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jsle32X: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
+            case .jeq32X: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jgt32X: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jge32X: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jset32X: if UInt32(truncatingIfNeeded: r[d] & r[s]) != 0 { pc = Int(ins.pointee.target) }
+            case .jne32X: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jsgt32X: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jsge32X: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jlt32X: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jle32X: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jslt32X: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jsle32X: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
 
-            case .jeq32K: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jgt32K: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jge32K: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jset32K: if UInt32(truncatingIfNeeded: r[d] & ins.imm) != 0 { pc = Int(ins.target) }
-            case .jne32K: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jsgt32K: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jsge32K: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jlt32K: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jle32K: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jslt32K: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jsle32K: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
+            case .jeq32K: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jgt32K: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jge32K: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jset32K: if UInt32(truncatingIfNeeded: r[d] & ins.pointee.imm) != 0 { pc = Int(ins.pointee.target) }
+            case .jne32K: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jsgt32K: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jsge32K: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jlt32K: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jle32K: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jslt32K: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jsle32K: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
 
             case .callHelper:
-                let function = helpers[Int(ins.imm)].unsafelyUnwrapped
+                let function = helpers[Int(ins.pointee.imm)].unsafelyUnwrapped
                 r[0] = function(r[1], r[2], r[3], r[4], r[5])
             case .callUnwindHelper:
-                let function = helpers[Int(ins.imm)].unsafelyUnwrapped
+                let function = helpers[Int(ins.pointee.imm)].unsafelyUnwrapped
                 r[0] = function(r[1], r[2], r[3], r[4], r[5])
                 if r[0] == 0 {
                     state.stopped = true
                     return
                 }
             case .callMissingHelper:
-                throw unknownHelper(Int64(bitPattern: ins.imm), at: pc &- 1)
+                throw unknownHelper(Int64(bitPattern: ins.pointee.imm), at: pc &- 1)
             case .callRegister:
                 let id = r[d]
                 guard id < UInt64(helperCount), let function = helpers[Int(id)] else {
@@ -717,7 +798,7 @@ public final class BPFInterpreter: @unchecked Sendable {
                     return
                 }
             case .callLocal:
-                try callLocal(target: Int(ins.target), registers: r, state: &state, at: pc &- 1)
+                try callLocal(target: Int(ins.pointee.target), registers: r, state: &state, at: pc &- 1)
                 if state.stopped { return }
 
             case .exit:
