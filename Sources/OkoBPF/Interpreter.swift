@@ -7,7 +7,11 @@
 //   Lowering resolves what the hot loop would otherwise recompute: jump targets are absolute slot
 //   numbers, immediates are pre-extended to 64 bits (or pre-truncated for 32-bit ops), `mov32 imm`,
 //   `mov imm` and `lddw` all become one "load constant" op, `le64` becomes a no-op, helper ids are
-//   checked against the helper table.
+//   checked against the helper table. Loads/stores through r10 at a constant offset inside the
+//   frame become unchecked "frame" ops: r10 is read-only (the decoder rejects writes), so they are
+//   proven in bounds once, at load time.
+// - The dispatch loop reads operand fields through a pointer to the current instruction only in
+//   the cases that use them (eager field loads before the jump table cost ~40%).
 // - `run` keeps registers and the entry stack frame in a 768-byte `withUnsafeTemporaryAllocation`
 //   (below the 1 KiB threshold, so always on the machine stack: no malloc, no ARC per run).
 //   bpf-to-bpf calls recurse into the loop with a fresh 512-byte frame; the caller saves r6-r9
@@ -406,7 +410,7 @@ public final class BPFInterpreter: @unchecked Sendable {
             let registers = base.bindMemory(to: UInt64.self, capacity: 16)
             let frameLows = (base + 128).bindMemory(to: UInt64.self, capacity: 8)
             let frameLow = UInt64(UInt(bitPattern: base + 192))
-            registers.initialize(repeating: 0, count: 16)
+            registers.initialize(repeating: 0, count: 11)  // r11-r15 are never addressed (decoder)
             frameLows[0] = frameLow
             let memoryAddress = UInt64(UInt(bitPattern: memory))
             registers[1] = memoryAddress
