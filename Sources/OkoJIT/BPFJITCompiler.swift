@@ -698,20 +698,35 @@ struct BPFJITCompiler {
         guard let callTable else {
             throw BPFJITError(instructionIndex: index, reason: .unsupportedCall("callx without a call table"))
         }
-        // LLVM puts the target in dst; some assemblers put the register number in imm.
-        var register = instruction.dst
-        if register == 0 && instruction.immediate > 0 && instruction.immediate <= 10 {
-            register = UInt8(instruction.immediate)
-        }
-        emitter.move(wide: true, destination: .r11, source: Self.registerMap[Int(register)])
+        // The register (dst, as LLVM and the OkoBPF decoder encode it) holds the helper id.
+        let idRegister = Self.registerMap[Int(instruction.dst)]
+        emitter.move(wide: true, destination: .r11, source: idRegister)
         emitter.aluImmediate(extension: 7, wide: true, destination: .r11, Int32(callTableCount))
         emitAbortJump(.aboveOrEqual)
+        var unwindPath: Int? = nil
+        if let unwind = options.unwindHelperID {
+            emitter.aluImmediate(extension: 7, wide: true, destination: .r11, unwind)
+            unwindPath = emitter.jump(.equal, short: true)
+        }
         emitter.moveImmediate(destination: .r10, UInt64(UInt(bitPattern: callTable)))
         emitter.shiftImmediate(extension: 4, width: .bits64, operand: .r11, 3)
         emitter.aluRegister(0x01, wide: true, destination: .r11, source: .r10)
         emitter.load(width: .bits64, signed: false, destination: .r11, base: .r11, displacement: 0)
         emitter.aluRegister(0x85, wide: true, destination: .r11, source: .r11)
         emitAbortJump(.equal)
+        guard let unwindPath, let unwind = options.unwindHelperID,
+              let function = helpers.function(id: unwind) else {
+            emitter.callIndirect(.r11)
+            return
+        }
         emitter.callIndirect(.r11)
+        let done = emitter.jump(nil, short: true)
+        emitter.patchInt8(at: unwindPath, emitter.position - (unwindPath + 1))
+        // The unwind helper: a 0 result ends the program with r0 = 0.
+        emitter.moveImmediate(destination: .r11, Self.address(of: function))
+        emitter.callIndirect(.r11)
+        emitter.aluRegister(0x85, wide: true, destination: .rax, source: .rax)
+        emitAbortJump(.equal)
+        emitter.patchInt8(at: done, emitter.position - (done + 1))
     }
 }
