@@ -104,6 +104,7 @@ let package = Package(
             swiftSettings: swift6
         ),
         .executableTarget(name: "oko-bpf-plugin", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
+        .executableTarget(name: "oko-bpf-bench", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
 
         // tests
         .testTarget(name: "OkoBPFTests", dependencies: ["OkoBPF"], swiftSettings: swift6),

@@ -1,0 +1,126 @@
+// Benchmark harness for the engines we compare against: DPDK librte_bpf (interpreter and JIT) and
+// the Linux kernel (BPF_PROG_TEST_RUN on an XDP program). Built and driven by run.sh.
+//
+// usage: bench_c PACKET_FILE ITERATIONS NAME DPDK_BIN KERNEL_BIN [NAME DPDK_BIN KERNEL_BIN ...]
+// A *_BIN file holds raw 8-byte eBPF slots; "-" skips that engine for the program.
+// Prints one line per measurement: RESULT <name> <engine> <ns per run> <r0 hex>.
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <rte_bpf.h>
+#include <rte_errno.h>
+#include <bpf/bpf.h>
+
+#define BUFFER_SIZE 2048
+
+static uint8_t buffer[BUFFER_SIZE] __attribute__((aligned(64)));
+static size_t packet_length;
+
+static void *read_file(const char *path, size_t *length) {
+    FILE *file = fopen(path, "rb");
+    if (!file) { perror(path); exit(1); }
+    fseek(file, 0, SEEK_END);
+    long size = ftell(file);
+    fseek(file, 0, SEEK_SET);
+    void *data = malloc(size > 0 ? size : 1);
+    if (fread(data, 1, size, file) != (size_t)size) { perror(path); exit(1); }
+    fclose(file);
+    *length = size;
+    return data;
+}
+
+static double now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static volatile uint64_t sink;
+
+// Best of 5 rounds of `iterations` calls.
+#define MEASURE(result_ns, result_r0, call) do { \
+    double best_ = 1e30; \
+    for (int round = 0; round < 5; round++) { \
+        uint64_t acc = 0; double start = now_ns(); \
+        for (long i = 0; i < iterations; i++) { acc += (call); } \
+        double elapsed = (now_ns() - start) / iterations; \
+        sink = acc; if (elapsed < best_) best_ = elapsed; \
+    } \
+    result_r0 = (call); result_ns = best_; } while (0)
+
+static void run_dpdk(const char *name, const char *path, long iterations) {
+    size_t length;
+    struct ebpf_insn *ins = read_file(path, &length);
+    struct rte_bpf_prm prm;
+    memset(&prm, 0, sizeof(prm));
+    prm.ins = ins;
+    prm.nb_ins = length / sizeof(*ins);
+    prm.prog_arg.type = RTE_BPF_ARG_PTR;
+    prm.prog_arg.size = BUFFER_SIZE;
+    struct rte_bpf *bpf = rte_bpf_load(&prm);
+    if (!bpf) {
+        printf("ERROR %s dpdk rte_bpf_load failed: %s\n", name, strerror(rte_errno));
+        return;
+    }
+    double ns; uint64_t r0;
+    MEASURE(ns, r0, rte_bpf_exec(bpf, buffer));
+    printf("RESULT %s dpdk-interp %.2f 0x%llx\n", name, ns, (unsigned long long)r0);
+    struct rte_bpf_jit jit;
+    if (rte_bpf_get_jit(bpf, &jit) == 0 && jit.func) {
+        uint64_t (*func)(void *) = jit.func;
+        MEASURE(ns, r0, func(buffer));
+        printf("RESULT %s dpdk-jit %.2f 0x%llx\n", name, ns, (unsigned long long)r0);
+    } else {
+        printf("ERROR %s dpdk no JIT available\n", name);
+    }
+    rte_bpf_destroy(bpf);
+    free(ins);
+}
+
+static void run_kernel(const char *name, const char *path, long iterations) {
+    size_t length;
+    struct bpf_insn *ins = read_file(path, &length);
+    static char log[1 << 16];
+    LIBBPF_OPTS(bpf_prog_load_opts, load_opts, .log_buf = log, .log_size = sizeof(log), .log_level = 1);
+    int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, name, "GPL", ins, length / sizeof(*ins), &load_opts);
+    if (fd < 0) {
+        printf("ERROR %s kernel load failed: %s\n", name, strerror(errno));
+        fprintf(stderr, "%s\n", log);
+        free(ins);
+        return;
+    }
+    // The kernel times the repeat loop itself; take the best of 5 runs.
+    double best = 1e30;
+    uint64_t r0 = 0;
+    for (int round = 0; round < 5; round++) {
+        LIBBPF_OPTS(bpf_test_run_opts, run_opts, .data_in = buffer, .data_size_in = packet_length,
+                    .repeat = (int)iterations);
+        if (bpf_prog_test_run_opts(fd, &run_opts) != 0) {
+            printf("ERROR %s kernel test run failed: %s\n", name, strerror(errno));
+            return;
+        }
+        if (run_opts.duration < best) best = run_opts.duration;
+        r0 = run_opts.retval;
+    }
+    printf("RESULT %s kernel-jit %.2f 0x%llx\n", name, best, (unsigned long long)r0);
+    free(ins);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 6 || (argc - 3) % 3 != 0) {
+        fprintf(stderr, "usage: %s PACKET ITERATIONS NAME DPDK_BIN KERNEL_BIN ...\n", argv[0]);
+        return 2;
+    }
+    void *packet = read_file(argv[1], &packet_length);
+    memcpy(buffer, packet, packet_length);
+    long iterations = atol(argv[2]);
+    for (int i = 3; i + 2 < argc; i += 3) {
+        if (strcmp(argv[i + 1], "-") != 0) run_dpdk(argv[i], argv[i + 1], iterations);
+        if (strcmp(argv[i + 2], "-") != 0) run_kernel(argv[i], argv[i + 2], iterations);
+    }
+    return 0;
+}

@@ -1,0 +1,50 @@
+"""Turns RESULT/COMPILE lines from the two harnesses into the markdown table of results.md."""
+import sys
+
+iterations, kernel, cpu = sys.argv[1], sys.argv[2], sys.argv[3]
+engines = ["oko-interp", "dpdk-interp", "oko-jit", "dpdk-jit", "kernel-jit"]
+times, values, compile_line, errors = {}, {}, None, []
+for line in sys.stdin:
+    parts = line.split()
+    if not parts:
+        continue
+    if parts[0] == "RESULT":
+        name, engine, ns, r0 = parts[1], parts[2], float(parts[3]), parts[4]
+        times[(name, engine)] = ns
+        values.setdefault(name, {})[engine] = r0
+    elif parts[0] == "COMPILE":
+        compile_line = (int(parts[1]), float(parts[2]))
+    elif parts[0] == "ERROR":
+        errors.append(" ".join(parts[1:]))
+
+names = sorted({name for name, _ in times})
+out = ["# BPF engine benchmark", "",
+       f"ns per program run, best of 5 rounds of {iterations} runs; packet: 74-byte TCP SYN. "
+       f"Kernel {kernel}; CPU: {cpu}. Kernel times come from BPF_PROG_TEST_RUN (XDP), which includes "
+       "the kernel's per-run test harness overhead.", "",
+       "| program | " + " | ".join(engines) + " | Oko JIT / DPDK JIT | Oko interp / DPDK interp | r0 agree |",
+       "|---|" + "---|" * (len(engines) + 3)]
+for name in names:
+    cells = [f"{times[(name, e)]:.2f}" if (name, e) in times else "n/a" for e in engines]
+    def ratio(a, b):
+        if (name, a) in times and (name, b) in times:
+            return f"{times[(name, a)] / times[(name, b)]:.2f}x"
+        return "n/a"
+    # Kernel r0 is truncated to 32 bits by BPF_PROG_TEST_RUN.
+    rs = values.get(name, {})
+    norm = {e: int(v, 16) & (0xffffffff if e == "kernel-jit" else (1 << 64) - 1) for e, v in rs.items()}
+    low = {e: v & 0xffffffff for e, v in norm.items()}
+    full = {v for e, v in norm.items() if e != "kernel-jit"}
+    agree = "yes" if len(full) <= 1 and len(set(low.values())) <= 1 else "NO " + str(rs)
+    out.append(f"| {name} | " + " | ".join(cells) + f" | {ratio('oko-jit', 'dpdk-jit')} | "
+               f"{ratio('oko-interp', 'dpdk-interp')} | {agree} |")
+out.append("")
+if compile_line:
+    count, ns = compile_line
+    out.append(f"Oko JIT compile time for a {count}-instruction program: {ns / 1000:.1f} µs (best of 50).")
+out.append("")
+out.append("n/a: librte_bpf rejects programs with loops (backward jumps), so `prime` runs in Oko and the kernel only.")
+if errors:
+    out.append("")
+    out.append("Errors: " + "; ".join(errors))
+print("\n".join(out))
