@@ -38,6 +38,13 @@ for name in names:
     agree = "yes" if len(full) <= 1 and len(set(low.values())) <= 1 else "NO " + str(rs)
     out.append(f"| {name} | " + " | ".join(cells) + f" | {ratio('oko-jit', 'dpdk-jit')} | "
                f"{ratio('oko-interp', 'dpdk-interp')} | {agree} |")
+if ("empty", "kernel-jit") in times:
+    base = times[("empty", "kernel-jit")]
+    adjusted = ", ".join(f"{n} {times[(n, 'kernel-jit')] - base:.0f}" for n in names
+                         if n != "empty" and (n, "kernel-jit") in times)
+    out.append("")
+    out.append(f"Kernel column minus its `empty` baseline ({base:.0f} ns of test-run harness): {adjusted} ns "
+               "(the kernel reports whole nanoseconds).")
 out.append("")
 if compile_line:
     count, ns = compile_line
