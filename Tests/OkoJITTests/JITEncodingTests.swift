@@ -261,3 +261,37 @@ private let clobberHelper: BPFHelperFunction = { _, _, _, _, _ in 7 }
         #endif
     }
 }
+
+@Suite struct JITCallingConventionTests {
+    /// A "helper" of machine code `mov rax, rsp; ret`: returns the stack pointer it was called with.
+    static let stackPointerCode = try! ExecutableMemory(code: [0x48, 0x89, 0xe0, 0xc3])
+    static var helpers: BPFHelperTable {
+        var table = BPFHelperTable()
+        table.register(id: 1, name: "rsp", unsafeBitCast(stackPointerCode.base, to: BPFHelperFunction.self))
+        return table
+    }
+
+    @Test func helpersSeeA16ByteAlignedStackInEveryFrame() throws {
+        // SysV: rsp + 8 is 16-byte aligned at a callee's first instruction.
+        let programs = [
+            "call 1\nexit",
+            "mov %r6, 1\ncall 1\nexit",
+            "stdw [%r10-8], 1\nmov %r9, 1\ncall 1\nexit",
+            "ldabsb 0\ncall 1\nexit",
+            "call local f\nexit\nf:\ncall 1\nexit",
+            "mov %r7, 3\ncall local f\nexit\nf:\ncall local g\nexit\ng:\ncall 1\nexit",
+        ]
+        for source in programs {
+            let rsp = try runJIT(source, memory: [1, 2, 3, 4], helpers: Self.helpers)
+            #expect(rsp % 16 == 8, "\(source): rsp at helper entry = 0x\(String(rsp, radix: 16))")
+        }
+    }
+
+    @Test func compiledEntryIsACFunctionPointer() throws {
+        let program = try BPFJITProgram(instructions: try BPFAssembler.assemble("mov %r0, %r2\nadd %r0, %r1\nexit"),
+                                        helpers: BPFHelperTable())
+        let entry: @convention(c) (UnsafeMutableRawPointer?, UInt64) -> UInt64 = program.entry
+        #expect(entry(UnsafeMutableRawPointer(bitPattern: 0x1000), 24) == 0x1018)
+        #expect(program.codeSize > 0 && program.codeSize < 64)
+    }
+}
