@@ -172,7 +172,7 @@ private struct LineParser {
         default:
             break
         }
-        for (prefix, order) in [("le", BPFByteOrder.littleEndian), ("be", .bigEndian), ("swap", .swap)]
+        for (prefix, order) in [("le", BPFByteOrder.littleEndian), ("be", .bigEndian), ("swap", .swap), ("bswap", .swap)]
         where mnemonic.hasPrefix(prefix) {
             if let bits = UInt8(mnemonic.dropFirst(prefix.count)), bits == 16 || bits == 32 || bits == 64 {
                 return .byteOrder(order, bits: bits, dst: try register(try operands(1)[0]))
