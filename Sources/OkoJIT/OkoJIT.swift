@@ -85,6 +85,7 @@ public struct BPFJITError: Error, CustomStringConvertible, Equatable {
 /// Compilation choices that are not part of the program itself.
 public struct BPFJITOptions: Sendable {
     /// A helper whose return value 0 stops the program with r0 = 0 (ubpf's "unwind" helper).
+    /// nil: use the helper table's `unwindHelperID`.
     public var unwindHelperID: Int32?
 
     public init(unwindHelperID: Int32? = nil) {
@@ -98,6 +99,7 @@ public final class BPFJITProgram: @unchecked Sendable {
     public typealias Entry = @convention(c) (UnsafeMutableRawPointer?, UInt64) -> UInt64
 
     /// Call this directly from the datapath: no Swift overhead between caller and generated code.
+    /// Valid only while this object is alive (the code is unmapped in `deinit`).
     public let entry: Entry
     /// Bytes of generated machine code.
     public let codeSize: Int
@@ -121,8 +123,10 @@ public final class BPFJITProgram: @unchecked Sendable {
             table = pointer
         }
         do {
+            var effective = options
+            if effective.unwindHelperID == nil { effective.unwindHelperID = helpers.unwindHelperID }
             var compiler = try BPFJITCompiler(
-                instructions: instructions, helpers: helpers, options: options,
+                instructions: instructions, helpers: helpers, options: effective,
                 callTable: table, callTableCount: max(helpers.functions.count, 1))
             let code = try compiler.compile()
             memory = try ExecutableMemory(code: code)

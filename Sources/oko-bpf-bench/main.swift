@@ -106,6 +106,15 @@ for name in names {
           to: "\(outDirectory)/\(name).kernel.bin")
 
     do {
+        let interpreter = try BPFInterpreter(instructions: program, helpers: helpers)
+        let result = measure(iterations: iterations) {
+            (try? interpreter.run(memory: buffer, length: Int(length))) ?? 0xdead
+        }
+        print("RESULT \(name) oko-interp \(result.nanoseconds) 0x\(String(result.r0, radix: 16))")
+    } catch {
+        print("ERROR \(name) oko-interp \(error)")
+    }
+    do {
         let jit = try BPFJITProgram(instructions: program, helpers: helpers)
         let entry = jit.entry
         let result = measure(iterations: iterations) { entry(buffer, length) }
