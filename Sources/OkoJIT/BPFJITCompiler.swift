@@ -446,6 +446,11 @@ struct BPFJITCompiler {
         if dst != .rdx { emitter.move(wide: true, destination: .rdx, source: .r9) }
         emitter.move(wide: true, destination: dst, source: .r11)
         guard let zeroCheck else { return }
+        if remainder && wide && minusOneCheck == nil {
+            // 64-bit mod by zero leaves dst as it is: the zero check can branch straight past.
+            emitter.patchInt8(at: zeroCheck, emitter.position - (zeroCheck + 1))
+            return
+        }
         let skipToEnd = emitter.jump(nil, short: true)
         var exits = [skipToEnd]
         emitter.patchInt8(at: zeroCheck, emitter.position - (zeroCheck + 1))
