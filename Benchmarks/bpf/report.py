@@ -62,7 +62,7 @@ if compile_line:
     out.append(f"Oko JIT compile time for a {count}-instruction program: {ns / 1000:.1f} µs (best of 50).")
 out.append("")
 out.append("oko-jit and dpdk-jit are timed by the same C loop in alternating rounds (bench_c maps Oko's "
-           "generated code); for `prime`, which librte_bpf rejects, oko-jit comes from oko-bpf-bench. "
+           "generated code); for `prime`, which librte_bpf rejects, bench_c times Oko's code alone. "
            "Interpreters run in their own processes, alternating passes.")
 out.append("")
 out.append("n/a: librte_bpf rejects programs with loops (backward jumps), so `prime` runs in Oko and the kernel only.")

@@ -415,13 +415,14 @@ struct BPFJITCompiler {
         var zeroCheck: Int? = nil
         var minusOneCheck: Int? = nil
         if let src {
-            emitter.move(wide: wide, destination: .r11, source: src)
-            emitter.aluRegister(0x85, wide: wide, destination: .r11, source: .r11)
+            // Test the divisor where it lives (no dependency on the copy), then copy it to r11.
+            emitter.aluRegister(0x85, wide: wide, destination: src, source: src)
             zeroCheck = emitter.jump(.equal, short: true)
             if signed {
-                emitter.aluImmediate(extension: 7, wide: wide, destination: .r11, -1)
+                emitter.aluImmediate(extension: 7, wide: wide, destination: src, -1)
                 minusOneCheck = emitter.jump(.equal, short: true)
             }
+            emitter.move(wide: wide, destination: .r11, source: src)
         } else if immediate == 0 {
             emitDivisionByZero(dst: dst, wide: wide, remainder: remainder)
             return
