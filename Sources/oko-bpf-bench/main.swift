@@ -28,16 +28,17 @@ func nowNanoseconds() -> Double {
 
 /// Best of `rounds` rounds of `iterations` calls, in ns per call; also returns the last r0.
 /// Inlined so the timed loop calls the engine directly, like the C harness does.
-let rounds = 11
+/// Many short rounds (~0.5 ms): on a shared machine long rounds nearly always include a preemption.
+let rounds = 101
 
 @inline(__always)
 func measure(iterations requested: Int, _ body: () -> UInt64) -> (nanoseconds: Double, r0: UInt64) {
-    // Calibrate: slow programs (loops, interpreters) get fewer calls so a round stays near 20 ms.
+    // Calibrate the calls per round so a round lasts about 0.5 ms.
     var sink: UInt64 = 0
     let probeStart = nowNanoseconds()
     for _ in 0..<1000 { sink &+= body() }
     let estimate = max((nowNanoseconds() - probeStart) / 1000, 0.1)
-    let iterations = max(1000, min(requested, Int(20_000_000 / estimate)))
+    let iterations = max(100, min(requested, Int(500_000 / estimate)))
     var best = Double.infinity
     for _ in 0..<rounds {
         let start = nowNanoseconds()
