@@ -115,6 +115,11 @@ struct BPFJITCompiler {
                 guard target >= 0 && target < count && !isSecondSlot[target] else {
                     throw BPFJITError(instructionIndex: index, reason: .badJumpTarget(target))
                 }
+                // Frames are chosen statically: the main function's code precedes every bpf-to-bpf
+                // function (as clang lays them out), and no jump may cross that boundary.
+                guard (index < firstLocalFunction) == (target < firstLocalFunction) else {
+                    throw BPFJITError(instructionIndex: index, reason: .badJumpTarget(target))
+                }
             }
         }
         for index in 0..<count where functionStarts[index] && isSecondSlot[index] {

@@ -232,6 +232,11 @@ private let clobberHelper: BPFHelperFunction = { _, _, _, _, _ in 7 }
         #expect(throws: BPFJITError(instructionIndex: 0, reason: .badJumpTarget(2))) {
             try BPFJITProgram(instructions: intoLDDW, helpers: BPFHelperTable())
         }
+        // A jump from the main function into a bpf-to-bpf function's body would run with the wrong frame.
+        let crossing = try BPFAssembler.assemble("call local f\nja g\nexit\nf:\nmov %r0, 1\ng:\nexit")
+        #expect(throws: BPFJITError(instructionIndex: 1, reason: .badJumpTarget(4))) {
+            try BPFJITProgram(instructions: crossing, helpers: BPFHelperTable())
+        }
         let error = BPFJITError(instructionIndex: 1, reason: .unknownOpcode(0xff))
         #expect(error.description.contains("instruction 1"))
     }
