@@ -25,6 +25,9 @@ struct BPFJITCompiler {
     private var firstLocalFunction: Int
     private var isSecondSlot: [Bool]
     private var usesStack = false
+    /// Bytes of BPF stack the entry frame reserves: 512, or less when r10 is only ever a load/store
+    /// base with constant negative offsets (then the deepest access bounds it, as librte_bpf does).
+    private var mainStackBytes = 0
     private var usesLegacyPacket = false
     private var hasCalls = false
     private var needsAbort = false
@@ -136,6 +139,7 @@ struct BPFJITCompiler {
 
         usesStack = touched.contains(10) || firstLocalFunction < count
         if usesStack { touched.insert(10) }
+        mainStackBytes = usesStack ? stackDepthNeeded() : 0
         // Callee-saved registers the C caller expects back.
         for (bpf, x86) in [(6, X86Register.rbx), (7, .r13), (8, .r14), (9, .r15), (10, .rbp)]
         where touched.contains(UInt8(bpf)) {
@@ -143,9 +147,48 @@ struct BPFJITCompiler {
         }
         if needsAbort { mainSaved.append(.r12) }
         legacyPacketBytes = usesLegacyPacket ? 16 : 0
-        var adjust = legacyPacketBytes + (usesStack ? BPFLimits.stackSizePerFrame : 0)
+        var adjust = legacyPacketBytes + mainStackBytes
         if hasCalls && (8 + 8 * mainSaved.count + adjust) % 16 != 0 { adjust += 8 }
         mainStackAdjust = adjust
+    }
+
+    /// The entry frame's stack size: the deepest constant r10-relative access, or the full 512 bytes
+    /// when r10 escapes (copied, passed to a helper, used by bpf-to-bpf calls) or an offset is odd.
+    private func stackDepthNeeded() -> Int {
+        let full = BPFLimits.stackSizePerFrame
+        if firstLocalFunction < instructions.count { return full }
+        var depth = 0
+        var index = 0
+        while index < instructions.count {
+            let instruction = instructions[index]
+            if instruction.opcode == BPFOpcode.lddw {
+                if instruction.dst == 10 { return full }
+                index += 2
+                continue
+            }
+            let size: Int = switch instruction.opcode & 0x18 {
+            case BPFOpcode.sizeB: 1
+            case BPFOpcode.sizeH: 2
+            case BPFOpcode.sizeW: 4
+            default: 8
+            }
+            let offset = Int(instruction.offset)
+            switch instruction.instructionClass {
+            case BPFOpcode.classLDX where instruction.src == 10:
+                if instruction.dst == 10 || offset >= 0 { return full }
+                depth = max(depth, -offset)
+            case BPFOpcode.classST where instruction.dst == 10, BPFOpcode.classSTX where instruction.dst == 10:
+                if instruction.instructionClass == BPFOpcode.classSTX && instruction.src == 10 { return full }
+                if offset >= 0 || offset + size > 0 { return full }
+                depth = max(depth, -offset)
+            default:
+                // Any other use of r10 (copy, arithmetic, compare, callx) may let the stack address
+                // escape, e.g. to a helper: keep the whole frame.
+                if instruction.dst == 10 || (usesSourceRegister(instruction) && instruction.src == 10) { return full }
+            }
+            index += 1
+        }
+        return depth > full ? full : (depth + 7) & ~7
     }
 
     private func usesSourceRegister(_ instruction: BPFInstruction) -> Bool {
@@ -235,7 +278,7 @@ struct BPFJITCompiler {
         }
         if usesStack {
             emitter.loadEffectiveAddress(destination: .rbp, base: .rsp,
-                                         displacement: Int32(legacyPacketBytes + BPFLimits.stackSizePerFrame))
+                                         displacement: Int32(legacyPacketBytes + mainStackBytes))
         }
         if needsAbort { emitter.move(wide: true, destination: .r12, source: .rsp) }
     }

@@ -301,3 +301,18 @@ private let clobberHelper: BPFHelperFunction = { _, _, _, _, _ in 7 }
         #expect(program.codeSize > 0 && program.codeSize < 64)
     }
 }
+
+@Suite struct JITStackFrameTests {
+    @Test func stackOnlyAsConstantBaseGetsATrimmedFrameThatStillWorks() throws {
+        let trimmed = try BPFJITProgram(instructions: try BPFAssembler.assemble(
+            "stdw [%r10-16], 5\nstxw [%r10-4], %r1\nldxdw %r0, [%r10-16]\nldxw %r1, [%r10-4]\nadd %r0, %r1\nexit"),
+            helpers: BPFHelperTable())
+        let escaping = try BPFJITProgram(instructions: try BPFAssembler.assemble(
+            "stdw [%r10-16], 5\nmov %r2, %r10\nldxdw %r0, [%r2-16]\nexit"), helpers: BPFHelperTable())
+        #expect(trimmed.run(memory: UnsafeMutableRawPointer(bitPattern: 7), length: 0) == 12)
+        #expect(escaping.run(memory: nil, length: 0) == 5)
+        // The trimmed frame reserves 16 bytes (imm8 `sub rsp`), the escaping one the full 512 (imm32).
+        #expect(trimmed.machineCode.starts(with: [0x55, 0x48, 0x83, 0xec, 0x10]))
+        #expect(escaping.machineCode.starts(with: [0x55, 0x48, 0x81, 0xec, 0x00, 0x02, 0x00, 0x00]))
+    }
+}
