@@ -269,16 +269,15 @@ struct BPFJITCompiler {
 
     private mutating func emitMainPrologue() {
         for register in mainSaved { emitter.push(register) }
+        // rbp = top of the reservation, so the BPF stack is its top part; padding and the legacy
+        // packet slots lie below it.
+        if usesStack { emitter.move(wide: true, destination: .rbp, source: .rsp) }
         if mainStackAdjust > 0 {
             emitter.aluImmediate(extension: 5, wide: true, destination: .rsp, Int32(mainStackAdjust))
         }
         if usesLegacyPacket {
             emitter.store(width: .bits64, base: .rsp, displacement: 0, source: .rdi)
             emitter.store(width: .bits64, base: .rsp, displacement: 8, source: .rsi)
-        }
-        if usesStack {
-            emitter.loadEffectiveAddress(destination: .rbp, base: .rsp,
-                                         displacement: Int32(legacyPacketBytes + mainStackBytes))
         }
         if needsAbort { emitter.move(wide: true, destination: .r12, source: .rsp) }
     }

@@ -16,8 +16,8 @@
 //   `sub rsp, S` where S = BPF stack (512 bytes if r10 escapes or bpf-to-bpf calls exist, else just
 //   the deepest constant r10-relative access, rounded to 8) + 16 bytes for the legacy packet
 //   pointer/length (if LDABS/LDIND are used) + alignment padding so rsp is 16-byte aligned at every
-//   helper call. Layout from rsp upwards: [packet ptr, packet len] [BPF stack] [pad]; rbp points
-//   just past the BPF stack (BPF r10 semantics: accesses use negative offsets).
+//   helper call. Layout from rsp upwards: [packet ptr, packet len] [pad] [BPF stack]; rbp is rsp
+//   before the `sub`, just past the BPF stack (BPF r10 semantics: accesses use negative offsets).
 // - bpf-to-bpf `call local`: an x86 `call` to the callee's prologue, which pushes rbx, r13, r14, r15
 //   and rbp (the caller's r6-r9 and r10), reserves its own 512-byte stack and sets rbp; `exit` in a
 //   callee pops them and `ret`s. Each nested frame is exactly 560 bytes, so the depth is

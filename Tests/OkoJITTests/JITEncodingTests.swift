@@ -312,7 +312,8 @@ private let clobberHelper: BPFHelperFunction = { _, _, _, _, _ in 7 }
         #expect(trimmed.run(memory: UnsafeMutableRawPointer(bitPattern: 7), length: 0) == 12)
         #expect(escaping.run(memory: nil, length: 0) == 5)
         // The trimmed frame reserves 16 bytes (imm8 `sub rsp`), the escaping one the full 512 (imm32).
-        #expect(trimmed.machineCode.starts(with: [0x55, 0x48, 0x83, 0xec, 0x10]))
-        #expect(escaping.machineCode.starts(with: [0x55, 0x48, 0x81, 0xec, 0x00, 0x02, 0x00, 0x00]))
+        // push rbp; mov rbp, rsp; sub rsp, N
+        #expect(trimmed.machineCode.starts(with: [0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10]))
+        #expect(escaping.machineCode.starts(with: [0x55, 0x48, 0x89, 0xe5, 0x48, 0x81, 0xec, 0x00, 0x02, 0x00, 0x00]))
     }
 }
