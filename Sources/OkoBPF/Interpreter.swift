@@ -7,7 +7,11 @@
 //   Lowering resolves what the hot loop would otherwise recompute: jump targets are absolute slot
 //   numbers, immediates are pre-extended to 64 bits (or pre-truncated for 32-bit ops), `mov32 imm`,
 //   `mov imm` and `lddw` all become one "load constant" op, `le64` becomes a no-op, helper ids are
-//   checked against the helper table.
+//   checked against the helper table. Loads/stores through r10 at a constant offset inside the
+//   frame become unchecked "frame" ops: r10 is read-only (the decoder rejects writes), so they are
+//   proven in bounds once, at load time.
+// - The dispatch loop reads operand fields through a pointer to the current instruction only in
+//   the cases that use them (eager field loads before the jump table cost ~40%).
 // - `run` keeps registers and the entry stack frame in a 768-byte `withUnsafeTemporaryAllocation`
 //   (below the 1 KiB threshold, so always on the machine stack: no malloc, no ARC per run).
 //   bpf-to-bpf calls recurse into the loop with a fresh 512-byte frame; the caller saves r6-r9
@@ -116,6 +120,10 @@ enum ResolvedOpcode: UInt8 {
     case truncate16, truncate32, swap16, swap32, swap64, nop
     case ldxb, ldxh, ldxw, ldxdw, ldxsb, ldxsh, ldxsw
     case stb, sth, stw, stdw, stxb, stxh, stxw, stxdw
+    // Accesses through r10 at a constant offset inside the frame: r10 is read-only, so these are
+    // proven in bounds at load time and skip the run-time check.
+    case ldxbFrame, ldxhFrame, ldxwFrame, ldxdwFrame, ldxsbFrame, ldxshFrame, ldxswFrame
+    case stbFrame, sthFrame, stwFrame, stdwFrame, stxbFrame, stxhFrame, stxwFrame, stxdwFrame
     case atomic32, atomic64
     case packetLoad
     case ja
@@ -282,6 +290,10 @@ public final class BPFInterpreter: @unchecked Sendable {
             case (.half, true): opcode = .ldxsh
             case (.word, true): opcode = .ldxsw
             }
+            if base == 10 && Self.isInsideFrame(offset, size) {
+                let frameOpcode = ResolvedOpcode(rawValue: opcode.rawValue - ResolvedOpcode.ldxb.rawValue + ResolvedOpcode.ldxbFrame.rawValue)!
+                return ResolvedInstruction(frameOpcode, dst: dst, src: base, target: Int32(offset))
+            }
             return ResolvedInstruction(opcode, dst: dst, src: base, target: Int32(offset))
         case .store(let size, let base, let offset, let value):
             switch value {
@@ -293,6 +305,10 @@ public final class BPFInterpreter: @unchecked Sendable {
                 case .word: opcode = .stxw
                 case .double: opcode = .stxdw
                 }
+                if base == 10 && Self.isInsideFrame(offset, size) {
+                    let frameOpcode = ResolvedOpcode(rawValue: opcode.rawValue - ResolvedOpcode.stb.rawValue + ResolvedOpcode.stbFrame.rawValue)!
+                    return ResolvedInstruction(frameOpcode, dst: base, src: src, target: Int32(offset))
+                }
                 return ResolvedInstruction(opcode, dst: base, src: src, target: Int32(offset))
             case .immediate(let imm):
                 let opcode: ResolvedOpcode
@@ -301,6 +317,10 @@ public final class BPFInterpreter: @unchecked Sendable {
                 case .half: opcode = .sth
                 case .word: opcode = .stw
                 case .double: opcode = .stdw
+                }
+                if base == 10 && Self.isInsideFrame(offset, size) {
+                    let frameOpcode = ResolvedOpcode(rawValue: opcode.rawValue - ResolvedOpcode.stb.rawValue + ResolvedOpcode.stbFrame.rawValue)!
+                    return ResolvedInstruction(frameOpcode, dst: base, target: Int32(offset), imm: signExtended(imm))
                 }
                 return ResolvedInstruction(opcode, dst: base, target: Int32(offset), imm: signExtended(imm))
             }
@@ -357,6 +377,11 @@ public final class BPFInterpreter: @unchecked Sendable {
         }
     }
 
+    /// True when `[r10 + offset, r10 + offset + size)` lies inside the current 512-byte frame.
+    private static func isInsideFrame(_ offset: Int16, _ size: BPFAccessSize) -> Bool {
+        Int(offset) >= -BPFLimits.stackSizePerFrame && Int(offset) + Int(size.rawValue) <= 0
+    }
+
     // MARK: running
 
     /// Per-run state shared by all frames of one `run`.
@@ -385,7 +410,7 @@ public final class BPFInterpreter: @unchecked Sendable {
             let registers = base.bindMemory(to: UInt64.self, capacity: 16)
             let frameLows = (base + 128).bindMemory(to: UInt64.self, capacity: 8)
             let frameLow = UInt64(UInt(bitPattern: base + 192))
-            registers.initialize(repeating: 0, count: 16)
+            registers.initialize(repeating: 0, count: 11)  // r11-r15 are never addressed (decoder)
             frameLows[0] = frameLow
             let memoryAddress = UInt64(UInt(bitPattern: memory))
             registers[1] = memoryAddress
@@ -430,14 +455,14 @@ public final class BPFInterpreter: @unchecked Sendable {
         }
 
         while true {
-            let ins = code[pc]
+            let ins = code.advanced(by: pc)
             pc &+= 1
-            let d = Int(ins.dst)
-            let s = Int(ins.src)
-            switch ins.opcode {
-            case .loadConstant: r[d] = ins.imm
+            var d: Int { Int(ins.pointee.dst) }
+            var s: Int { Int(ins.pointee.src) }
+            switch ins.pointee.opcode {
+            case .loadConstant: r[d] = ins.pointee.imm
             case .loadConstant64:
-                r[d] = ins.imm
+                r[d] = ins.pointee.imm
                 pc &+= 1
 
             case .add64X: r[d] = r[d] &+ r[s]
@@ -455,19 +480,19 @@ public final class BPFInterpreter: @unchecked Sendable {
             case .mov64X: r[d] = r[s]
             case .arsh64X: r[d] = UInt64(bitPattern: Int64(bitPattern: r[d]) &>> r[s])
 
-            case .add64K: r[d] = r[d] &+ ins.imm
-            case .sub64K: r[d] = r[d] &- ins.imm
-            case .mul64K: r[d] = r[d] &* ins.imm
-            case .div64K: r[d] = Self.udiv64(r[d], ins.imm)
-            case .sdiv64K: r[d] = Self.sdiv64(r[d], ins.imm)
-            case .or64K: r[d] = r[d] | ins.imm
-            case .and64K: r[d] = r[d] & ins.imm
-            case .lsh64K: r[d] = r[d] &<< ins.imm
-            case .rsh64K: r[d] = r[d] &>> ins.imm
-            case .mod64K: r[d] = Self.umod64(r[d], ins.imm)
-            case .smod64K: r[d] = Self.smod64(r[d], ins.imm)
-            case .xor64K: r[d] = r[d] ^ ins.imm
-            case .arsh64K: r[d] = UInt64(bitPattern: Int64(bitPattern: r[d]) &>> ins.imm)
+            case .add64K: r[d] = r[d] &+ ins.pointee.imm
+            case .sub64K: r[d] = r[d] &- ins.pointee.imm
+            case .mul64K: r[d] = r[d] &* ins.pointee.imm
+            case .div64K: r[d] = Self.udiv64(r[d], ins.pointee.imm)
+            case .sdiv64K: r[d] = Self.sdiv64(r[d], ins.pointee.imm)
+            case .or64K: r[d] = r[d] | ins.pointee.imm
+            case .and64K: r[d] = r[d] & ins.pointee.imm
+            case .lsh64K: r[d] = r[d] &<< ins.pointee.imm
+            case .rsh64K: r[d] = r[d] &>> ins.pointee.imm
+            case .mod64K: r[d] = Self.umod64(r[d], ins.pointee.imm)
+            case .smod64K: r[d] = Self.smod64(r[d], ins.pointee.imm)
+            case .xor64K: r[d] = r[d] ^ ins.pointee.imm
+            case .arsh64K: r[d] = UInt64(bitPattern: Int64(bitPattern: r[d]) &>> ins.pointee.imm)
 
             case .add32X: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &+ UInt32(truncatingIfNeeded: r[s]))
             case .sub32X: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &- UInt32(truncatingIfNeeded: r[s]))
@@ -485,20 +510,20 @@ public final class BPFInterpreter: @unchecked Sendable {
             case .arsh32X:
                 r[d] = UInt64(UInt32(bitPattern: Int32(truncatingIfNeeded: r[d]) &>> Int32(truncatingIfNeeded: r[s])))
 
-            case .add32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] &+ ins.imm))
-            case .sub32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] &- ins.imm))
-            case .mul32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &* UInt32(truncatingIfNeeded: ins.imm))
-            case .div32K: r[d] = Self.udiv32(r[d], ins.imm)
-            case .sdiv32K: r[d] = Self.sdiv32(r[d], ins.imm)
-            case .or32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] | ins.imm))
-            case .and32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] & ins.imm))
-            case .lsh32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &<< UInt32(truncatingIfNeeded: ins.imm))
-            case .rsh32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &>> UInt32(truncatingIfNeeded: ins.imm))
-            case .mod32K: r[d] = Self.umod32(r[d], ins.imm)
-            case .smod32K: r[d] = Self.smod32(r[d], ins.imm)
-            case .xor32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] ^ ins.imm))
+            case .add32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] &+ ins.pointee.imm))
+            case .sub32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] &- ins.pointee.imm))
+            case .mul32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &* UInt32(truncatingIfNeeded: ins.pointee.imm))
+            case .div32K: r[d] = Self.udiv32(r[d], ins.pointee.imm)
+            case .sdiv32K: r[d] = Self.sdiv32(r[d], ins.pointee.imm)
+            case .or32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] | ins.pointee.imm))
+            case .and32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] & ins.pointee.imm))
+            case .lsh32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &<< UInt32(truncatingIfNeeded: ins.pointee.imm))
+            case .rsh32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d]) &>> UInt32(truncatingIfNeeded: ins.pointee.imm))
+            case .mod32K: r[d] = Self.umod32(r[d], ins.pointee.imm)
+            case .smod32K: r[d] = Self.smod32(r[d], ins.pointee.imm)
+            case .xor32K: r[d] = UInt64(UInt32(truncatingIfNeeded: r[d] ^ ins.pointee.imm))
             case .arsh32K:
-                r[d] = UInt64(UInt32(bitPattern: Int32(truncatingIfNeeded: r[d]) &>> Int32(truncatingIfNeeded: ins.imm)))
+                r[d] = UInt64(UInt32(bitPattern: Int32(truncatingIfNeeded: r[d]) &>> Int32(truncatingIfNeeded: ins.pointee.imm)))
 
             case .neg64: r[d] = 0 &- r[d]
             case .neg32: r[d] = UInt64(0 &- UInt32(truncatingIfNeeded: r[d]))
@@ -514,126 +539,258 @@ public final class BPFInterpreter: @unchecked Sendable {
             case .swap64: r[d] = r[d].byteSwapped
             case .nop: break
 
-            case .ldxb, .ldxh, .ldxw, .ldxdw, .ldxsb, .ldxsh, .ldxsw:
-                let size: UInt64
-                switch ins.opcode {
-                case .ldxb, .ldxsb: size = 1
-                case .ldxh, .ldxsh: size = 2
-                case .ldxw, .ldxsw: size = 4
-                default: size = 8
+            case .ldxb:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 1) { p = fast } else {
+                    p = try slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
                 }
-                let address = r[s] &+ UInt64(bitPattern: Int64(ins.target))
-                guard let p = fastTranslate(address, size)
-                    ?? slowTranslate(address, size, write: false, state: state) else {
-                    throw outOfBounds(address, size, write: false, at: pc &- 1)
-                }
-                switch ins.opcode {
-                case .ldxb: r[d] = UInt64(p.load(as: UInt8.self))
-                case .ldxh: r[d] = UInt64(p.loadUnaligned(as: UInt16.self))
-                case .ldxw: r[d] = UInt64(p.loadUnaligned(as: UInt32.self))
-                case .ldxdw: r[d] = p.loadUnaligned(as: UInt64.self)
-                case .ldxsb: r[d] = UInt64(bitPattern: Int64(p.load(as: Int8.self)))
-                case .ldxsh: r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int16.self)))
-                default: r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int32.self)))
-                }
+                r[d] = UInt64(p.load(as: UInt8.self))
 
-            case .stb, .sth, .stw, .stdw, .stxb, .stxh, .stxw, .stxdw:
-                let size: UInt64
-                switch ins.opcode {
-                case .stb, .stxb: size = 1
-                case .sth, .stxh: size = 2
-                case .stw, .stxw: size = 4
-                default: size = 8
+            case .ldxh:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 2) { p = fast } else {
+                    p = try slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
                 }
-                let value: UInt64
-                switch ins.opcode {
-                case .stb, .sth, .stw, .stdw: value = ins.imm
-                default: value = r[s]
+                r[d] = UInt64(p.loadUnaligned(as: UInt16.self))
+
+            case .ldxw:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 4) { p = fast } else {
+                    p = try slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
                 }
-                let address = r[d] &+ UInt64(bitPattern: Int64(ins.target))
-                guard let p = fastTranslate(address, size)
-                    ?? slowTranslate(address, size, write: true, state: state) else {
-                    throw outOfBounds(address, size, write: true, at: pc &- 1)
+                r[d] = UInt64(p.loadUnaligned(as: UInt32.self))
+
+            case .ldxdw:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 8) { p = fast } else {
+                    p = try slowTranslate(address, 8, write: false, state: state, at: pc &- 1)
                 }
-                switch size {
-                case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
-                case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), as: UInt16.self)
-                case 4: p.storeBytes(of: UInt32(truncatingIfNeeded: value), as: UInt32.self)
-                default: p.storeBytes(of: value, as: UInt64.self)
+                r[d] = p.loadUnaligned(as: UInt64.self)
+
+            case .ldxsb:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 1) { p = fast } else {
+                    p = try slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
                 }
+                r[d] = UInt64(bitPattern: Int64(p.load(as: Int8.self)))
+
+            case .ldxsh:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 2) { p = fast } else {
+                    p = try slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
+                }
+                r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int16.self)))
+
+            case .ldxsw:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 4) { p = fast } else {
+                    p = try slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
+                }
+                r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int32.self)))
+
+            case .stb:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 1) { p = fast } else {
+                    p = try slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: UInt8(truncatingIfNeeded: ins.pointee.imm), as: UInt8.self)
+
+            case .stxb:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 1) { p = fast } else {
+                    p = try slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: UInt8(truncatingIfNeeded: r[s]), as: UInt8.self)
+
+            case .sth:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 2) { p = fast } else {
+                    p = try slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: UInt16(truncatingIfNeeded: ins.pointee.imm), as: UInt16.self)
+
+            case .stxh:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 2) { p = fast } else {
+                    p = try slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: UInt16(truncatingIfNeeded: r[s]), as: UInt16.self)
+
+            case .stw:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 4) { p = fast } else {
+                    p = try slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: UInt32(truncatingIfNeeded: ins.pointee.imm), as: UInt32.self)
+
+            case .stxw:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 4) { p = fast } else {
+                    p = try slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: UInt32(truncatingIfNeeded: r[s]), as: UInt32.self)
+
+            case .stdw:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 8) { p = fast } else {
+                    p = try slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: ins.pointee.imm, as: UInt64.self)
+
+            case .stxdw:
+                let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p: UnsafeMutableRawPointer
+                if let fast = fastTranslate(address, 8) { p = fast } else {
+                    p = try slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
+                }
+                p.storeBytes(of: r[s], as: UInt64.self)
+
+            case .ldxbFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(p.load(as: UInt8.self))
+
+            case .ldxhFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(p.loadUnaligned(as: UInt16.self))
+
+            case .ldxwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(p.loadUnaligned(as: UInt32.self))
+
+            case .ldxdwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = p.loadUnaligned(as: UInt64.self)
+
+            case .ldxsbFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(bitPattern: Int64(p.load(as: Int8.self)))
+
+            case .ldxshFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int16.self)))
+
+            case .ldxswFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int32.self)))
+
+            case .stbFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt8(truncatingIfNeeded: ins.pointee.imm), as: UInt8.self)
+
+            case .stxbFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt8(truncatingIfNeeded: r[s]), as: UInt8.self)
+
+            case .sthFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt16(truncatingIfNeeded: ins.pointee.imm), as: UInt16.self)
+
+            case .stxhFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt16(truncatingIfNeeded: r[s]), as: UInt16.self)
+
+            case .stwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt32(truncatingIfNeeded: ins.pointee.imm), as: UInt32.self)
+
+            case .stxwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: UInt32(truncatingIfNeeded: r[s]), as: UInt32.self)
+
+            case .stdwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: ins.pointee.imm, as: UInt64.self)
+
+            case .stxdwFrame:
+                let p = UnsafeMutableRawPointer(bitPattern: UInt(r[10] &+ UInt64(bitPattern: Int64(ins.pointee.target)))).unsafelyUnwrapped
+                p.storeBytes(of: r[s], as: UInt64.self)
 
             case .atomic32, .atomic64:
-                try atomic(ins, registers: r, state: state, at: pc &- 1)
+                try atomic(ins.pointee, registers: r, state: state, at: pc &- 1)
 
             case .packetLoad:
-                if !loadPacket(ins, registers: r, state: state) {
+                if !loadPacket(ins.pointee, registers: r, state: state) {
                     r[0] = 0
                     state.stopped = true
                     return
                 }
 
-            case .ja: pc = Int(ins.target)
+            case .ja: pc = Int(ins.pointee.target)
 
-            case .jeq64X: if r[d] == r[s] { pc = Int(ins.target) }
-            case .jgt64X: if r[d] > r[s] { pc = Int(ins.target) }
-            case .jge64X: if r[d] >= r[s] { pc = Int(ins.target) }
-            case .jset64X: if r[d] & r[s] != 0 { pc = Int(ins.target) }
-            case .jne64X: if r[d] != r[s] { pc = Int(ins.target) }
-            case .jsgt64X: if Int64(bitPattern: r[d]) > Int64(bitPattern: r[s]) { pc = Int(ins.target) }
-            case .jsge64X: if Int64(bitPattern: r[d]) >= Int64(bitPattern: r[s]) { pc = Int(ins.target) }
-            case .jlt64X: if r[d] < r[s] { pc = Int(ins.target) }
-            case .jle64X: if r[d] <= r[s] { pc = Int(ins.target) }
-            case .jslt64X: if Int64(bitPattern: r[d]) < Int64(bitPattern: r[s]) { pc = Int(ins.target) }
-            case .jsle64X: if Int64(bitPattern: r[d]) <= Int64(bitPattern: r[s]) { pc = Int(ins.target) }
+            case .jeq64X: if r[d] == r[s] { pc = Int(ins.pointee.target) }
+            case .jgt64X: if r[d] > r[s] { pc = Int(ins.pointee.target) }
+            case .jge64X: if r[d] >= r[s] { pc = Int(ins.pointee.target) }
+            case .jset64X: if r[d] & r[s] != 0 { pc = Int(ins.pointee.target) }
+            case .jne64X: if r[d] != r[s] { pc = Int(ins.pointee.target) }
+            case .jsgt64X: if Int64(bitPattern: r[d]) > Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
+            case .jsge64X: if Int64(bitPattern: r[d]) >= Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
+            case .jlt64X: if r[d] < r[s] { pc = Int(ins.pointee.target) }
+            case .jle64X: if r[d] <= r[s] { pc = Int(ins.pointee.target) }
+            case .jslt64X: if Int64(bitPattern: r[d]) < Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
+            case .jsle64X: if Int64(bitPattern: r[d]) <= Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
 
-            case .jeq64K: if r[d] == ins.imm { pc = Int(ins.target) }
-            case .jgt64K: if r[d] > ins.imm { pc = Int(ins.target) }
-            case .jge64K: if r[d] >= ins.imm { pc = Int(ins.target) }
-            case .jset64K: if r[d] & ins.imm != 0 { pc = Int(ins.target) }
-            case .jne64K: if r[d] != ins.imm { pc = Int(ins.target) }
-            case .jsgt64K: if Int64(bitPattern: r[d]) > Int64(bitPattern: ins.imm) { pc = Int(ins.target) }
-            case .jsge64K: if Int64(bitPattern: r[d]) >= Int64(bitPattern: ins.imm) { pc = Int(ins.target) }
-            case .jlt64K: if r[d] < ins.imm { pc = Int(ins.target) }
-            case .jle64K: if r[d] <= ins.imm { pc = Int(ins.target) }
-            case .jslt64K: if Int64(bitPattern: r[d]) < Int64(bitPattern: ins.imm) { pc = Int(ins.target) }
-            case .jsle64K: if Int64(bitPattern: r[d]) <= Int64(bitPattern: ins.imm) { pc = Int(ins.target) }
+            case .jeq64K: if r[d] == ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jgt64K: if r[d] > ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jge64K: if r[d] >= ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jset64K: if r[d] & ins.pointee.imm != 0 { pc = Int(ins.pointee.target) }
+            case .jne64K: if r[d] != ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jsgt64K: if Int64(bitPattern: r[d]) > Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jsge64K: if Int64(bitPattern: r[d]) >= Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jlt64K: if r[d] < ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jle64K: if r[d] <= ins.pointee.imm { pc = Int(ins.pointee.target) }
+            case .jslt64K: if Int64(bitPattern: r[d]) < Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jsle64K: if Int64(bitPattern: r[d]) <= Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
 
-            case .jeq32X: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jgt32X: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jge32X: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jset32X: if UInt32(truncatingIfNeeded: r[d] & r[s]) != 0 { pc = Int(ins.target) }
-            case .jne32X: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jsgt32X: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jsge32X: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jlt32X: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jle32X: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jslt32X: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
-            case .jsle32X: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.target) }
+            case .jeq32X: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jgt32X: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jge32X: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jset32X: if UInt32(truncatingIfNeeded: r[d] & r[s]) != 0 { pc = Int(ins.pointee.target) }
+            case .jne32X: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jsgt32X: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jsge32X: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jlt32X: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jle32X: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jslt32X: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jsle32X: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
 
-            case .jeq32K: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jgt32K: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jge32K: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jset32K: if UInt32(truncatingIfNeeded: r[d] & ins.imm) != 0 { pc = Int(ins.target) }
-            case .jne32K: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jsgt32K: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jsge32K: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jlt32K: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jle32K: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jslt32K: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
-            case .jsle32K: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: ins.imm) { pc = Int(ins.target) }
+            case .jeq32K: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jgt32K: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jge32K: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jset32K: if UInt32(truncatingIfNeeded: r[d] & ins.pointee.imm) != 0 { pc = Int(ins.pointee.target) }
+            case .jne32K: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jsgt32K: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jsge32K: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jlt32K: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jle32K: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jslt32K: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jsle32K: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
 
             case .callHelper:
-                let function = helpers[Int(ins.imm)].unsafelyUnwrapped
+                let function = helpers[Int(ins.pointee.imm)].unsafelyUnwrapped
                 r[0] = function(r[1], r[2], r[3], r[4], r[5])
             case .callUnwindHelper:
-                let function = helpers[Int(ins.imm)].unsafelyUnwrapped
+                let function = helpers[Int(ins.pointee.imm)].unsafelyUnwrapped
                 r[0] = function(r[1], r[2], r[3], r[4], r[5])
                 if r[0] == 0 {
                     state.stopped = true
                     return
                 }
             case .callMissingHelper:
-                throw unknownHelper(Int64(bitPattern: ins.imm), at: pc &- 1)
+                throw unknownHelper(Int64(bitPattern: ins.pointee.imm), at: pc &- 1)
             case .callRegister:
                 let id = r[d]
                 guard id < UInt64(helperCount), let function = helpers[Int(id)] else {
@@ -645,7 +802,7 @@ public final class BPFInterpreter: @unchecked Sendable {
                     return
                 }
             case .callLocal:
-                try callLocal(target: Int(ins.target), registers: r, state: &state, at: pc &- 1)
+                try callLocal(target: Int(ins.pointee.target), registers: r, state: &state, at: pc &- 1)
                 if state.stopped { return }
 
             case .exit:
@@ -686,9 +843,19 @@ public final class BPFInterpreter: @unchecked Sendable {
         (r[6], r[7], r[8], r[9], r[10]) = saved
     }
 
-    /// Checks caller frames and registered regions; nil when no region holds the whole access.
+    /// Slow path of a load/store: caller frames and registered regions, else a thrown fault.
     @inline(never)
-    private func slowTranslate(_ address: UInt64, _ size: UInt64, write: Bool, state: RunState) -> UnsafeMutableRawPointer? {
+    private func slowTranslate(
+        _ address: UInt64, _ size: UInt64, write: Bool, state: RunState, at index: Int
+    ) throws(BPFRuntimeError) -> UnsafeMutableRawPointer {
+        guard let pointer = regionTranslate(address, size, write: write, state: state) else {
+            throw outOfBounds(address, size, write: write, at: index)
+        }
+        return pointer
+    }
+
+    /// Checks caller frames and registered regions; nil when no region holds the whole access.
+    private func regionTranslate(_ address: UInt64, _ size: UInt64, write: Bool, state: RunState) -> UnsafeMutableRawPointer? {
         if state.depth > 0 {
             for frame in 0..<state.depth where address &- state.frameLows[frame] <= Self.frameSize &- size {
                 return UnsafeMutableRawPointer(bitPattern: UInt(address))
@@ -730,7 +897,7 @@ public final class BPFInterpreter: @unchecked Sendable {
         } else if address &- frameLow <= Self.frameSize &- size {
             pointer = UnsafeMutableRawPointer(bitPattern: UInt(address))
         } else {
-            pointer = slowTranslate(address, size, write: true, state: state)
+            pointer = regionTranslate(address, size, write: true, state: state)
         }
         guard let pointer else { throw outOfBounds(address, size, write: true, at: index) }
         guard address % size == 0 else {
