@@ -103,6 +103,10 @@ let package = Package(
             dependencies: ["OkoLoader", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6
         ),
+        .executableTarget(
+            name: "oko-http-bench", dependencies: ["OkoHTTP"], path: "Benchmarks/http/oko-http-bench",
+            swiftSettings: swift6
+        ),
         .executableTarget(name: "oko-bpf-plugin", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
 
         // tests
