@@ -43,6 +43,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // C shims
@@ -81,6 +82,7 @@ let package = Package(
                 "CNghttp2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swift6
@@ -118,7 +120,13 @@ let package = Package(
         .testTarget(name: "OkoDPDKTests", dependencies: ["OkoDPDK"], swiftSettings: swift6),
         .testTarget(name: "OkoDatapathTests", dependencies: ["OkoDatapath"], swiftSettings: swift6),
         .testTarget(name: "OkoOpenFlowTests", dependencies: ["OkoOpenFlow"], swiftSettings: swift6),
-        .testTarget(name: "OkoHTTPTests", dependencies: ["OkoHTTP"], swiftSettings: swift6),
+        .testTarget(
+            name: "OkoHTTPTests",
+            dependencies: [
+                "OkoHTTP", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swift6
+        ),
         .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI"], swiftSettings: swift6),
         .testTarget(name: "OkodTests", dependencies: [], swiftSettings: swift6),
     ]
