@@ -24,6 +24,8 @@ final class HTTP2Connection {
         /// Set when the request broke a limit: answered with this status instead of the handler.
         var rejection: (status: Int, message: String)?
         var dispatched = false
+        /// When the HEADERS frame began; bounds how long a client may take to finish the request.
+        let startedAt = NIODeadline.now()
         var response: [UInt8] = []
         var responseOffset = 0
     }
@@ -114,6 +116,11 @@ final class HTTP2Connection {
         }
         if rc < 0 { failed = true }
         return rc >= 0
+    }
+
+    /// Start of the oldest request still being received (headers or body incomplete), or nil.
+    var oldestIncompleteRequestStart: NIODeadline? {
+        streams.values.lazy.filter { !$0.dispatched }.map(\.startedAt).min()
     }
 
     /// Collects every frame nghttp2 wants to send into one buffer (nil when there is nothing).

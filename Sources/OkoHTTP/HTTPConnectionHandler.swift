@@ -175,7 +175,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, HTTP2ConnectionDelegate
             return
         }
         if let output { context.writeAndFlush(wrapOutboundOut(output), promise: nil) }
-        if h2.activeStreamCount == 0 { armIdleTimer() } else { cancelIdleTimer() }
+        if h2.activeStreamCount == 0 {
+            armIdleTimer()
+        } else {
+            cancelIdleTimer()
+            if h2.oldestIncompleteRequestStart != nil { armRequestTimer() }
+        }
     }
 
     func http2Request(_ request: HTTPRequest, streamID: Int32) {
@@ -357,6 +362,18 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, HTTP2ConnectionDelegate
         guard requestTimer == nil, mode != .closed else { return }
         requestTimer = context.eventLoop.scheduleTask(in: settings.requestTimeout) { [self] in
             requestTimer = nil
+            if mode == .http2, let h2 {
+                // Slow senders on HTTP/2: give up on the connection once a stream's request is overdue.
+                if let oldest = h2.oldestIncompleteRequestStart, NIODeadline.now() - oldest >= settings.requestTimeout {
+                    settings.logger.debug("HTTP/2 request timeout for \(remoteAddress ?? "?")")
+                    h2.goAway()
+                    flushHTTP2()
+                    close()
+                } else if h2.oldestIncompleteRequestStart != nil {
+                    armRequestTimer()
+                }
+                return
+            }
             if (mode == .http1 || mode == .sniffing) && !http1Busy {
                 settings.logger.debug("request timeout for \(remoteAddress ?? "?")")
                 writeErrorAndClose(status: 408, message: "request not received within \(settings.requestTimeout.nanoseconds / 1_000_000) ms")

@@ -129,6 +129,41 @@ struct HTTPServerTests {
         #expect(idle.readAll().closed)
     }
 
+    @Test func slowHTTP2StreamClosesTheConnectionWithGoAway() async throws {
+        let (server, port) = try await startServer { $0.requestTimeout = .milliseconds(300) }
+        defer { Task { await server.shutdown(gracePeriod: .seconds(1)) } }
+        let socket = try RawSocket(port: port, receiveTimeoutMs: 3000)
+        let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+        let settings: [UInt8] = [0, 0, 0, 0x4, 0, 0, 0, 0, 0]
+        // HEADERS (END_HEADERS, no END_STREAM) on stream 1: GET http://x/ in HPACK; the body never comes.
+        let headers: [UInt8] = [0, 0, 6, 0x1, 0x4, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x41, 0x01, UInt8(ascii: "x")]
+        let start = ContinuousClock.now
+        socket.send(preface + settings + headers)
+        let (bytes, closed) = socket.readAll()
+        #expect(closed)
+        #expect(containsFrame(bytes, type: 0x7))
+        #expect(ContinuousClock.now - start < .seconds(2))
+    }
+
+    @Test func headAndHTTP10RequestsFollowTheirRules() async throws {
+        let (server, port) = try await startServer()
+        defer { Task { await server.shutdown(gracePeriod: .seconds(1)) } }
+        let socket = try RawSocket(port: port, receiveTimeoutMs: 1500)
+        socket.send("HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /old HTTP/1.0\r\n\r\n")
+        let (bytes, closed) = socket.readAll()
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(closed)  // HTTP/1.0 without keep-alive closes after its response
+        #expect(text.hasPrefix("HTTP/1.1 200 OK"))
+        guard let second = text.range(of: "HTTP/1.0 200 OK") else {
+            Issue.record("no HTTP/1.0 response in \(text.debugDescription)")
+            return
+        }
+        let headResponse = text[..<second.lowerBound], oldResponse = text[second.lowerBound...]
+        #expect(headResponse.contains("content-length: ") && !headResponse.contains("path="))  // HEAD: no body
+        #expect(oldResponse.contains("path=/old") && oldResponse.contains("version=HTTP/1.0"))
+        #expect(oldResponse.contains("connection: close"))
+    }
+
     @Test func malformedHTTP1GetsErrorAndServerKeepsServing() async throws {
         let (server, port) = try await startServer()
         defer { Task { await server.shutdown(gracePeriod: .seconds(1)) } }
