@@ -34,6 +34,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, HTTP2ConnectionDelegate
     /// An HTTP/1 request is being handled or its response written: parsing and reading are paused.
     private var http1Busy = false
     private var readHeld = false
+    /// An HTTP/2 flush is queued on the event loop (responses completing together share one write).
+    private var http2FlushQueued = false
     private var quiescing = false
     private var idleTimer: Scheduled<Void>?
     private var requestTimer: Scheduled<Void>?
@@ -183,11 +185,22 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, HTTP2ConnectionDelegate
         }
     }
 
+    /// Defers the flush behind the handler tasks already queued on the loop, so a burst of responses
+    /// goes out in one write instead of one syscall each.
+    private func queueHTTP2Flush() {
+        guard !http2FlushQueued else { return }
+        http2FlushQueued = true
+        context.eventLoop.execute { [self] in
+            http2FlushQueued = false
+            flushHTTP2()
+        }
+    }
+
     func http2Request(_ request: HTTPRequest, streamID: Int32) {
         runHandler(request) { [self] response in
             guard mode == .http2, let h2 else { return }
             h2.submitResponse(streamID: streamID, response)
-            flushHTTP2()
+            queueHTTP2Flush()
         }
     }
 
