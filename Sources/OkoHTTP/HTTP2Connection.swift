@@ -298,8 +298,10 @@ final class HTTP2Connection {
         }
         let remaining = stream.response.count - stream.responseOffset
         let n = min(remaining, capacity)
-        stream.response.withUnsafeBufferPointer { src in
-            buffer.update(from: src.baseAddress! + stream.responseOffset, count: n)
+        if n > 0 {
+            stream.response.withUnsafeBufferPointer { src in
+                buffer.update(from: src.baseAddress! + stream.responseOffset, count: n)
+            }
         }
         stream.responseOffset += n
         if stream.responseOffset == stream.response.count {
