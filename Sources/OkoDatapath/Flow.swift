@@ -45,16 +45,21 @@ public struct FlowMatch: Hashable, Sendable, CustomStringConvertible {
     }
 
     func validate() throws(FlowError) {
-        for field in FlowField.allCases where mask.value(field) != 0 {
+        // Fields sharing bits (ipv4_src/arp_spa, tcp_src/udp_src/...) pass if any alias has its prerequisites.
+        func satisfied(_ field: FlowField) -> Bool {
             let options = field.prerequisites
-            guard !options.isEmpty else { continue }
-            let satisfied = options.contains { reqs in
+            if options.isEmpty { return true }
+            return options.contains { reqs in
                 reqs.allSatisfy { (f, v) in
                     let need = f == .vlanVID ? UInt64(0x1000) : f.maxValue
                     return mask.value(f) & need == need && key.value(f) & need == v & need
                 }
             }
-            if !satisfied { throw .missingPrerequisite(field: field) }
+        }
+        for field in FlowField.allCases where mask.value(field) != 0 {
+            let loc = field.location
+            let ok = FlowField.allCases.contains { $0.location == loc && satisfied($0) }
+            if !ok { throw .missingPrerequisite(field: field) }
         }
     }
 
