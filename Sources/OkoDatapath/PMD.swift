@@ -76,7 +76,8 @@ final class BridgeCaches {
     var emcKeys = [FlowKey](repeating: FlowKey(), count: emcSize)
     var emcEntries = [MegaflowEntry?](repeating: nil, count: emcSize)
     var megaflowMasks: [FlowKey] = []
-    var megaflows: [[FlowKey: MegaflowEntry]] = []
+    /// Per mask: masked key -> variants (entries that differ only in the program results they depend on).
+    var megaflows: [[FlowKey: [MegaflowEntry]]] = []
     var count = 0
     var touched: [MegaflowEntry] = []
 
@@ -90,11 +91,18 @@ final class BridgeCaches {
     func insert(_ e: MegaflowEntry, key: FlowKey, hash: UInt32) {
         if count >= 65536 { flush() }
         if let i = megaflowMasks.firstIndex(of: e.mask) {
-            if megaflows[i][e.maskedKey] == nil { count += 1 }
-            megaflows[i][e.maskedKey] = e
+            var variants = megaflows[i][e.maskedKey] ?? []
+            variants.removeAll { old in
+                old.dependencies.count == e.dependencies.count
+                    && zip(old.dependencies, e.dependencies).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+            }
+            if variants.count >= 8 { variants.removeFirst() }
+            variants.append(e)
+            count += 1
+            megaflows[i][e.maskedKey] = variants
         } else {
             megaflowMasks.append(e.mask)
-            megaflows.append([e.maskedKey: e])
+            megaflows.append([e.maskedKey: [e]])
             count += 1
         }
         let slot = Int(hash) & (BridgeCaches.emcSize - 1)
@@ -263,13 +271,14 @@ public final class PMDThread: @unchecked Sendable {
                 entry = e
                 emcHits += 1
             } else {
-                for (mi, mask) in cache.megaflowMasks.enumerated() {
-                    if let e = cache.megaflows[mi][key.masked(by: mask)], valid(e, &programs) {
+                search: for (mi, mask) in cache.megaflowMasks.enumerated() {
+                    guard let variants = cache.megaflows[mi][key.masked(by: mask)] else { continue }
+                    for e in variants where valid(e, &programs) {
                         entry = e
                         cache.emcKeys[emcSlot] = key
                         cache.emcEntries[emcSlot] = e
                         megaHits += 1
-                        break
+                        break search
                     }
                 }
             }
