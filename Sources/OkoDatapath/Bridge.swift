@@ -81,13 +81,15 @@ struct CompiledGroup: Sendable {
 }
 
 /// Everything a packet thread needs, immutable once published.
-final class BridgeSnapshot: Sendable {
+final class BridgeSnapshot: @unchecked Sendable {
     let generation: UInt64
     let tables: [TableSnapshot]
     let ports: [PortSlot]
     let portIndex: [UInt32: Int32]
     let groups: [UInt32: CompiledGroup]
     let programs: [UInt32: FilterProgram]
+    /// Unretained program table indexed by id (owned by `programs`) for the packet path.
+    let programTable: UnsafeMutableBufferPointer<Unmanaged<FilterProgram>?>
 
     init(generation: UInt64, tables: [TableSnapshot], ports: [PortSlot], groups: [UInt32: CompiledGroup],
          programs: [UInt32: FilterProgram]) {
@@ -99,7 +101,12 @@ final class BridgeSnapshot: Sendable {
         portIndex = idx
         self.groups = groups
         self.programs = programs
+        programTable = .allocate(capacity: Int(programs.keys.max() ?? 0) + 1)
+        programTable.initialize(repeating: nil)
+        for (id, p) in programs { programTable[Int(id)] = Unmanaged.passUnretained(p) }
     }
+
+    deinit { programTable.deallocate() }
 
     func compile(_ actions: [FlowAction], table: UInt8, cookie: UInt64) -> [CompiledAction] {
         actions.compactMap { a -> CompiledAction? in

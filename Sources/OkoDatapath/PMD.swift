@@ -6,7 +6,7 @@ import Glibc
 /// Per-packet filter program memo: each program runs at most once per packet; the walk's dependencies
 /// are recorded in the order it consulted them.
 struct PacketPrograms: ProgramEvaluator {
-    var programs: [UInt32: FilterProgram]
+    var programs: UnsafeMutableBufferPointer<Unmanaged<FilterProgram>?>
     var data: UnsafeMutableRawPointer
     var length: UInt32
     var memo: [(UInt32, UInt64)] = []
@@ -26,7 +26,9 @@ struct PacketPrograms: ProgramEvaluator {
         if let m = memo.first(where: { $0.0 == id }) {
             r = m.1
         } else {
-            r = programs[id]?.run(data, length) ?? 0
+            if Int(id) < programs.count, let p = programs[Int(id)] {
+                r = p._withUnsafeGuaranteedRef { $0.run(data, length) }
+            }
             memo.append((id, r))
         }
         if recording && !recorded.contains(where: { $0.0 == id }) { recorded.append((id, r)) }
@@ -35,22 +37,35 @@ struct PacketPrograms: ProgramEvaluator {
 }
 
 /// A cached pipeline decision.
+/// Owned by one PMD thread; hot fields live in unsafe buffers so a cache hit costs no reference counting.
 final class MegaflowEntry {
     let mask: FlowKey
     let maskedKey: FlowKey
-    let dependencies: [(UInt32, UInt64)]
-    let actions: [CompiledAction]
+    let dependencies: UnsafeMutableBufferPointer<(UInt32, UInt64)>
+    let actions: UnsafeMutableBufferPointer<CompiledAction>
     let rules: [FlowRule]
-    var pendingPackets: UInt64 = 0
-    var pendingBytes: UInt64 = 0
-    var touched = false
+    @exclusivity(unchecked) var pendingPackets: UInt64 = 0
+    @exclusivity(unchecked) var pendingBytes: UInt64 = 0
+    @exclusivity(unchecked) var touched = false
 
     init(mask: FlowKey, maskedKey: FlowKey, dependencies: [(UInt32, UInt64)], actions: [CompiledAction], rules: [FlowRule]) {
         self.mask = mask
         self.maskedKey = maskedKey
-        self.dependencies = dependencies
-        self.actions = actions
+        self.dependencies = .allocate(capacity: dependencies.count)
+        _ = self.dependencies.initialize(from: dependencies)
+        self.actions = .allocate(capacity: actions.count)
+        _ = self.actions.initialize(from: actions)
         self.rules = rules
+    }
+
+    deinit {
+        dependencies.deallocate()
+        actions.deallocate()
+    }
+
+    func sameDependencies(_ other: MegaflowEntry) -> Bool {
+        dependencies.count == other.dependencies.count
+            && zip(dependencies, other.dependencies).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
     }
 }
 
@@ -73,16 +88,29 @@ public struct PMDStatistics: Sendable, Equatable {
 final class BridgeCaches {
     static let emcSize = 4096
     var generation: UInt64 = 0
-    var emcKeys = [FlowKey](repeating: FlowKey(), count: emcSize)
-    var emcEntries = [MegaflowEntry?](repeating: nil, count: emcSize)
+    let emcKeys = UnsafeMutablePointer<FlowKey>.allocate(capacity: emcSize)
+    /// Unretained: entries are owned by `megaflows` or `replaced` until the next flush.
+    let emcEntries = UnsafeMutablePointer<Unmanaged<MegaflowEntry>?>.allocate(capacity: emcSize)
+    var replaced: [MegaflowEntry] = []
+
+    init() {
+        emcKeys.initialize(repeating: FlowKey(), count: BridgeCaches.emcSize)
+        emcEntries.initialize(repeating: nil, count: BridgeCaches.emcSize)
+    }
+
+    deinit {
+        emcKeys.deallocate()
+        emcEntries.deallocate()
+    }
     var megaflowMasks: [FlowKey] = []
     /// Per mask: masked key -> variants (entries that differ only in the program results they depend on).
     var megaflows: [[FlowKey: [MegaflowEntry]]] = []
     var count = 0
-    var touched: [MegaflowEntry] = []
+    @exclusivity(unchecked) var touched: [MegaflowEntry] = []
 
     func flush() {
         for i in 0..<BridgeCaches.emcSize { emcEntries[i] = nil }
+        replaced = []
         megaflowMasks = []
         megaflows = []
         count = 0
@@ -93,10 +121,10 @@ final class BridgeCaches {
         if let i = megaflowMasks.firstIndex(of: e.mask) {
             var variants = megaflows[i][e.maskedKey] ?? []
             variants.removeAll { old in
-                old.dependencies.count == e.dependencies.count
-                    && zip(old.dependencies, e.dependencies).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+                if old.sameDependencies(e) { replaced.append(old); return true }
+                return false
             }
-            if variants.count >= 8 { variants.removeFirst() }
+            if variants.count >= 8 { replaced.append(variants.removeFirst()) }
             variants.append(e)
             count += 1
             megaflows[i][e.maskedKey] = variants
@@ -107,7 +135,7 @@ final class BridgeCaches {
         }
         let slot = Int(hash) & (BridgeCaches.emcSize - 1)
         emcKeys[slot] = key
-        emcEntries[slot] = e
+        emcEntries[slot] = Unmanaged.passUnretained(e)
     }
 }
 
@@ -125,12 +153,12 @@ public final class PMDThread: @unchecked Sendable {
     private let bridges: [Bridge]
     private let readerSlots: [EpochReclaimer.ReaderSlot]
     private var caches: [ObjectIdentifier: BridgeCaches] = [:]
-    private var txBuffers: [[PacketView]] = []
-    private var freeList: [PacketView] = []
+    @exclusivity(unchecked) private var txBuffers: [[PacketView]] = []
+    @exclusivity(unchecked) private var freeList: [PacketView] = []
     private let rxBuffer = UnsafeMutableBufferPointer<PacketView>.allocate(capacity: maxBatchSize)
     private let running = Atomic<Bool>(false)
     private let finished = Atomic<Bool>(true)
-    private var now: UInt64 = 0
+    @exclusivity(unchecked) private var now: UInt64 = 0
 
     // Statistics (written by the owner thread only, read by anyone).
     private let stats = PMDCounters()
@@ -256,7 +284,7 @@ public final class PMDThread: @unchecked Sendable {
 
     private func process(_ batch: UnsafeMutableBufferPointer<PacketView>, bridge: Bridge, snap: BridgeSnapshot,
                          cache: BridgeCaches, slot: PortSlot) {
-        var programs = PacketPrograms(programs: snap.programs, data: batch[0].data, length: 0)
+        var programs = PacketPrograms(programs: snap.programTable, data: batch[0].data, length: 0)
         var emcHits: UInt64 = 0, megaHits: UInt64 = 0, misses: UInt64 = 0, malformed: UInt64 = 0
         for i in 0..<batch.count {
             var p = batch[i]
@@ -265,18 +293,19 @@ public final class PMDThread: @unchecked Sendable {
             if off.malformed { malformed += 1 }
             programs.reset(p)
             let hash = key.fastHash
-            var entry: MegaflowEntry?
+            var entry: Unmanaged<MegaflowEntry>?
             let emcSlot = Int(hash) & (BridgeCaches.emcSize - 1)
-            if let e = cache.emcEntries[emcSlot], cache.emcKeys[emcSlot] == key, valid(e, &programs) {
+            if let e = cache.emcEntries[emcSlot], cache.emcKeys[emcSlot] == key,
+               e._withUnsafeGuaranteedRef({ valid($0, &programs) }) {
                 entry = e
                 emcHits += 1
             } else {
                 search: for (mi, mask) in cache.megaflowMasks.enumerated() {
                     guard let variants = cache.megaflows[mi][key.masked(by: mask)] else { continue }
                     for e in variants where valid(e, &programs) {
-                        entry = e
+                        entry = Unmanaged.passUnretained(e)
                         cache.emcKeys[emcSlot] = key
-                        cache.emcEntries[emcSlot] = e
+                        cache.emcEntries[emcSlot] = entry
                         megaHits += 1
                         break search
                     }
@@ -289,16 +318,17 @@ public final class PMDThread: @unchecked Sendable {
                 let e = MegaflowEntry(mask: d.wildcards, maskedKey: key.masked(by: d.wildcards),
                                       dependencies: programs.recorded, actions: d.actions, rules: d.rules)
                 cache.insert(e, key: key, hash: hash)
-                entry = e
+                entry = Unmanaged.passUnretained(e)
             }
-            let e = entry!
-            e.pendingPackets &+= 1
-            e.pendingBytes &+= UInt64(p.length)
-            if !e.touched {
-                e.touched = true
-                cache.touched.append(e)
+            entry!._withUnsafeGuaranteedRef { e in
+                e.pendingPackets &+= 1
+                e.pendingBytes &+= UInt64(p.length)
+                if !e.touched {
+                    e.touched = true
+                    cache.touched.append(e)
+                }
+                execute(UnsafeBufferPointer(e.actions), &p, &key, &off, bridge: bridge, snap: snap, mayConsume: true)
             }
-            execute(e.actions, &p, &key, &off, bridge: bridge, snap: snap, mayConsume: true)
         }
         // Flush per-rule counters once per batch.
         for e in cache.touched {
@@ -365,6 +395,11 @@ public final class PMDThread: @unchecked Sendable {
 
     /// Executes `actions` on the packet; the packet buffer is handed to the last output or freed.
     func execute(_ actions: [CompiledAction], _ p: inout PacketView, _ key: inout FlowKey, _ off: inout HeaderOffsets,
+                 bridge: Bridge, snap: BridgeSnapshot, mayConsume: Bool) {
+        actions.withUnsafeBufferPointer { execute($0, &p, &key, &off, bridge: bridge, snap: snap, mayConsume: mayConsume) }
+    }
+
+    func execute(_ actions: UnsafeBufferPointer<CompiledAction>, _ p: inout PacketView, _ key: inout FlowKey, _ off: inout HeaderOffsets,
                  bridge: Bridge, snap: BridgeSnapshot, mayConsume: Bool) {
         var consumed = false
         let last = actions.count - 1
