@@ -44,6 +44,8 @@ final class MegaflowEntry {
     let dependencies: UnsafeMutableBufferPointer<(UInt32, UInt64)>
     let actions: UnsafeMutableBufferPointer<CompiledAction>
     let rules: [FlowRule]
+    /// Unretained view of `rules` for the per-batch counter flush.
+    let ruleRefs: UnsafeMutableBufferPointer<Unmanaged<FlowRule>>
     @exclusivity(unchecked) var pendingPackets: UInt64 = 0
     @exclusivity(unchecked) var pendingBytes: UInt64 = 0
     @exclusivity(unchecked) var touched = false
@@ -56,9 +58,12 @@ final class MegaflowEntry {
         self.actions = .allocate(capacity: actions.count)
         _ = self.actions.initialize(from: actions)
         self.rules = rules
+        ruleRefs = .allocate(capacity: rules.count)
+        _ = ruleRefs.initialize(from: rules.map { Unmanaged.passUnretained($0) })
     }
 
     deinit {
+        ruleRefs.deallocate()
         dependencies.deallocate()
         actions.deallocate()
     }
@@ -99,6 +104,7 @@ final class BridgeCaches {
     }
 
     deinit {
+        touched.deallocate()
         emcKeys.deallocate()
         emcEntries.deallocate()
     }
@@ -106,18 +112,24 @@ final class BridgeCaches {
     /// Per mask: masked key -> variants (entries that differ only in the program results they depend on).
     var megaflows: [[FlowKey: [MegaflowEntry]]] = []
     var count = 0
-    @exclusivity(unchecked) var touched: [MegaflowEntry] = []
+    static let maxMegaflows = 65536
+    var overflow = false
+    /// Entries hit in the current batch (at most one per packet).
+    let touched = UnsafeMutablePointer<Unmanaged<MegaflowEntry>>.allocate(capacity: maxBatchSize)
+    @exclusivity(unchecked) var touchedCount = 0
 
     func flush() {
         for i in 0..<BridgeCaches.emcSize { emcEntries[i] = nil }
         replaced = []
+        overflow = false
         megaflowMasks = []
         megaflows = []
         count = 0
     }
 
     func insert(_ e: MegaflowEntry, key: FlowKey, hash: UInt32) {
-        if count >= 65536 { flush() }
+        // Never flush mid-batch: `touched` and the EMC hold unretained references.
+        if count >= BridgeCaches.maxMegaflows { overflow = true }
         if let i = megaflowMasks.firstIndex(of: e.mask) {
             var variants = megaflows[i][e.maskedKey] ?? []
             variants.removeAll { old in
@@ -325,19 +337,25 @@ public final class PMDThread: @unchecked Sendable {
                 e.pendingBytes &+= UInt64(p.length)
                 if !e.touched {
                     e.touched = true
-                    cache.touched.append(e)
+                    cache.touched[cache.touchedCount] = Unmanaged.passUnretained(e)
+                    cache.touchedCount += 1
                 }
                 execute(UnsafeBufferPointer(e.actions), &p, &key, &off, bridge: bridge, snap: snap, mayConsume: true)
             }
         }
         // Flush per-rule counters once per batch.
-        for e in cache.touched {
-            for r in e.rules { r.counters.add(packets: e.pendingPackets, bytes: e.pendingBytes, now: now) }
-            e.pendingPackets = 0
-            e.pendingBytes = 0
-            e.touched = false
+        for t in 0..<cache.touchedCount {
+            cache.touched[t]._withUnsafeGuaranteedRef { e in
+                for r in e.ruleRefs {
+                    r._withUnsafeGuaranteedRef { $0.counters.add(packets: e.pendingPackets, bytes: e.pendingBytes, now: now) }
+                }
+                e.pendingPackets = 0
+                e.pendingBytes = 0
+                e.touched = false
+            }
         }
-        cache.touched.removeAll(keepingCapacity: true)
+        cache.touchedCount = 0
+        if cache.overflow { cache.flush() }
         slot.rxErrors.add(malformed, ordering: .relaxed)
         bump(stats.packets, UInt64(batch.count))
         bump(stats.emcHits, emcHits)
