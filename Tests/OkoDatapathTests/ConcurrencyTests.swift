@@ -18,6 +18,15 @@ import Glibc
             for _ in 0..<100 where sent < total {
                 if sw.ports[1]!.inject(tcpPacket) { sent += 1 }
             }
+            // Half of the rounds change the rule while the previous round may still be in flight.
+            if sent % 200 == 0 {
+                var spins = 0
+                while received.values.reduce(0, +) < sent && spins < 100_000 {
+                    for n in [UInt32(2), 3] { received[n, default: 0] += sw.ports[n]!.takeTransmitted().count }
+                    sched_yield()
+                    spins += 1
+                }
+            }
             flip.toggle()
             try sw.bridge.modifyFlows(match: FlowMatch(), instructions: .apply([.output(flip ? 3 : 2)]))
             for n in [UInt32(2), 3] { received[n, default: 0] += sw.ports[n]!.takeTransmitted().count }
