@@ -66,7 +66,8 @@ enum CompiledAction: Sendable {
     case flood
     case all
     case normal
-    case controller(maxLength: UInt16, table: UInt8, cookie: UInt64)
+    /// `tableMiss`: emitted by a table-miss rule (priority 0, match-all), reported as reason no-match.
+    case controller(maxLength: UInt16, table: UInt8, cookie: UInt64, tableMiss: Bool)
     case group(UInt32)
     case setField(FlowField, UInt64)
     case pushVLAN(UInt16)
@@ -108,7 +109,7 @@ final class BridgeSnapshot: @unchecked Sendable {
 
     deinit { programTable.deallocate() }
 
-    func compile(_ actions: [FlowAction], table: UInt8, cookie: UInt64) -> [CompiledAction] {
+    func compile(_ actions: [FlowAction], table: UInt8, cookie: UInt64, tableMiss: Bool = false) -> [CompiledAction] {
         actions.compactMap { a -> CompiledAction? in
             switch a {
             case .output(let port, let maxLength):
@@ -117,7 +118,7 @@ final class BridgeSnapshot: @unchecked Sendable {
                 case OFPort.flood: return .flood
                 case OFPort.all: return .all
                 case OFPort.normal: return .normal
-                case OFPort.controller: return .controller(maxLength: maxLength, table: table, cookie: cookie)
+                case OFPort.controller: return .controller(maxLength: maxLength, table: table, cookie: cookie, tableMiss: tableMiss)
                 default: return portIndex[port].map { .output(slot: $0) }
                 }
             case .group(let g): return .group(g)
@@ -490,8 +491,9 @@ public final class Bridge: @unchecked Sendable {
             d.tablesVisited.append((table, rule))
             d.rules.append(rule)
             let ins = rule.instructions
+            let miss = rule.priority == 0 && rule.match.mask.isZero && rule.match.filterProgram == nil
             if let apply = ins.applyActions {
-                for a in snapshot.compile(apply, table: table, cookie: rule.cookie) {
+                for a in snapshot.compile(apply, table: table, cookie: rule.cookie, tableMiss: miss) {
                     d.actions.append(a)
                     Bridge.applyToKey(a, &key)
                 }
@@ -500,7 +502,7 @@ public final class Bridge: @unchecked Sendable {
                 setFields = [:]; setOrder = []; pushVLAN = nil; popVLAN = false; decTTL = false; group = nil; output = nil
             }
             if let write = ins.writeActions {
-                for a in snapshot.compile(write, table: table, cookie: rule.cookie) {
+                for a in snapshot.compile(write, table: table, cookie: rule.cookie, tableMiss: miss) {
                     switch a {
                     case .setField(let f, let v):
                         if setFields[f] == nil { setOrder.append(f) }

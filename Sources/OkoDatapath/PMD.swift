@@ -437,11 +437,11 @@ public final class PMDThread: @unchecked Sendable {
                 floodOut(&p, snap: snap, flood: flood, consume: isLast, consumed: &consumed, bridge: bridge)
             case .normal:
                 normal(&p, key: key, snap: snap, consume: isLast, consumed: &consumed, bridge: bridge)
-            case .controller(let maxLength, let table, let cookie):
+            case .controller(let maxLength, let table, let cookie, let tableMiss):
                 let n = min(Int(p.length), Int(maxLength))
                 let bytes = Array(UnsafeRawBufferPointer(start: p.data, count: n))
                 _ = bridge.packetInQueue.push(PacketIn(bytes: bytes, totalLength: Int(p.length), inPort: p.inPort,
-                                                       reason: .action,
+                                                       reason: tableMiss ? .noMatch : .action,
                                                        table: table, cookie: cookie, metadata: key.w1))
             case .group(let gid):
                 guard let g = snap.groups[gid], !g.buckets.isEmpty else { break }

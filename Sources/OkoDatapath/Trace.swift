@@ -96,7 +96,7 @@ extension Bridge {
                 case .flood: return "flood"
                 case .all: return "all"
                 case .normal: return "normal"
-                case .controller(let m, _, _): return "controller:\(m)"
+                case .controller(let m, _, _, _): return "controller:\(m)"
                 case .group(let g): return "group:\(g)"
                 case .setField(let f, let v): return "set_field:\(f)=0x\(String(v, radix: 16))"
                 case .pushVLAN(let t): return "push_vlan:0x\(String(t, radix: 16))"

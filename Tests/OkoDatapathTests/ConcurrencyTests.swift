@@ -64,3 +64,33 @@ import Glibc
         #expect(elapsed < 50_000_000)
     }
 }
+
+@Suite(.serialized) struct MultiPMDTests {
+    @Test func twoPMDThreadsSplitPortsAndShareTransmitPort() throws {
+        let sw = TestSwitch()
+        try sw.bridge.addFlow(priority: 1, match: match((.inPort, 1)), instructions: .apply([.output(3)]))
+        try sw.bridge.addFlow(priority: 1, match: match((.inPort, 2)), instructions: .apply([.output(3)]))
+        let a = PMDThread(bridges: [sw.bridge], index: 0, threadCount: 2)
+        let b = PMDThread(bridges: [sw.bridge], index: 1, threadCount: 2)
+        a.start()
+        b.start()
+        let other = PacketBuilder.udp4(src: "10.9.9.9", dst: "10.0.0.2", sport: 1, dport: 2)
+        for _ in 0..<500 {
+            sw.ports[1]!.inject(tcpPacket)
+            sw.ports[2]!.inject(other)
+        }
+        var got: [[UInt8]] = []
+        var spins = 0
+        while got.count < 1000 && spins < 2_000_000 {
+            got += sw.ports[3]!.takeTransmitted()
+            spins += 1
+            sched_yield()
+        }
+        a.stop()
+        b.stop()
+        #expect(got.filter { $0 == tcpPacket }.count == 500)
+        #expect(got.filter { $0 == other }.count == 500)
+        #expect(a.statistics.packets == 500 && b.statistics.packets == 500)
+        #expect(sw.bridge.flows().allSatisfy { $0.packets == 500 })
+    }
+}

@@ -203,6 +203,10 @@ let tcpPacket = PacketBuilder.tcp4(src: "10.0.0.1", dst: "10.0.0.2", sport: 1000
         #expect(ins.count == 1)
         #expect(ins.first?.bytes == Array(tcpPacket.prefix(20)))
         #expect(ins.first?.totalLength == tcpPacket.count && ins.first?.inPort == 3 && ins.first?.cookie == 7)
+        #expect(ins.first?.reason == .noMatch)  // a table-miss rule
+        try sw.bridge.addFlow(priority: 5, match: match((.inPort, 3)), instructions: .apply([.output(OFPort.controller)]))
+        _ = sw.send([tcpPacket], on: 3)
+        #expect(sw.bridge.takePacketIns().map(\.reason) == [.action])
         try sw.bridge.packetOut(bytes: tcpPacket, actions: [.output(2)])
         let out = sw.send([], on: 1)
         #expect(out[2] == [tcpPacket])
