@@ -326,7 +326,7 @@ public final class PMDThread: @unchecked Sendable {
             if entry == nil {
                 misses += 1
                 programs.recording = true
-                let d = bridge.walk(snap, key: key, programs: &programs, countRules: true)
+                let d = bridge.walk(snap, key: key, programs: &programs)
                 let e = MegaflowEntry(mask: d.wildcards, maskedKey: key.masked(by: d.wildcards),
                                       dependencies: programs.recorded, actions: d.actions, rules: d.rules)
                 cache.insert(e, key: key, hash: hash)
@@ -426,7 +426,8 @@ public final class PMDThread: @unchecked Sendable {
             let isLast = mayConsume && i == last
             switch actions[i] {
             case .output(let slot):
-                if Int(slot) < snap.ports.count {
+                // OpenFlow: never back out of the ingress port unless OFPP_IN_PORT is used.
+                if Int(slot) < snap.ports.count && snap.ports[Int(slot)].number != p.inPort {
                     emit(&p, slot: Int(slot), consume: isLast, consumed: &consumed, bridge: bridge)
                 }
             case .outputInPort:
