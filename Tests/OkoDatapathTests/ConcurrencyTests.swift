@@ -14,23 +14,27 @@ import Glibc
         let total = 3000
         var sent = 0
         var flip = false
+        var roundsOnExpectedPort = 0
         while sent < total {
+            let before = received
             for _ in 0..<100 where sent < total {
                 if sw.ports[1]!.inject(tcpPacket) { sent += 1 }
             }
-            // Each round is drained before the next change, so every round leaves entirely by the port of the rule
-            // published before it was sent (the PMD keeps running and publishing never blocks it).
-            do {
-                let deadline = monotonicNanoseconds() + 2_000_000_000
-                while received.values.reduce(0, +) < sent && monotonicNanoseconds() < deadline {
-                    for n in [UInt32(2), 3] { received[n, default: 0] += sw.ports[n]!.takeTransmitted().count }
-                    usleep(50)
-                }
+            // Drain the round. A batch that loaded the previous snapshot just before the change may still
+            // carry up to one burst (32 packets) of this round; everything else must use the new rule.
+            let deadline = monotonicNanoseconds() + 2_000_000_000
+            while received.values.reduce(0, +) < sent && monotonicNanoseconds() < deadline {
+                for n in [UInt32(2), 3] { received[n, default: 0] += sw.ports[n]!.takeTransmitted().count }
+                usleep(50)
+            }
+            let expectedPort: UInt32 = flip ? 3 : 2
+            if received[expectedPort, default: 0] - before[expectedPort, default: 0] >= 100 - maxBatchSize {
+                roundsOnExpectedPort += 1
             }
             flip.toggle()
             try sw.bridge.modifyFlows(match: FlowMatch(), instructions: .apply([.output(flip ? 3 : 2)]))
-            for n in [UInt32(2), 3] { received[n, default: 0] += sw.ports[n]!.takeTransmitted().count }
         }
+        #expect(roundsOnExpectedPort == total / 100)
         var waited = 0
         while (received[2]! + received[3]!) < total && waited < 2000 {
             usleep(1000)
@@ -39,7 +43,7 @@ import Glibc
         }
         sw.pmd.stop()
         #expect(received[2]! + received[3]! == total)
-        #expect(received[2]! == total / 2 && received[3]! == total / 2)
+        #expect(received[2]! > 0 && received[3]! > 0)
         #expect(sw.buffers.outstanding == 0)
         // Every replaced snapshot is released once the PMD has passed a quiescent point.
         #expect(sw.bridge.reclaimer.reclaim() == 0)
