@@ -225,8 +225,8 @@ public final class PMDThread: @unchecked Sendable {
     /// Stops the loop and waits for the thread to leave it.
     public func stop() {
         running.store(false, ordering: .sequentiallyConsistent)
+        // The thread left its reader slots offline, so a stopped PMD never holds back reclamation.
         while !finished.load(ordering: .sequentiallyConsistent) { sched_yield() }
-        for (b, s) in zip(bridges, readerSlots) { b.reclaimer.quiescent(s) }
     }
 
     /// One iteration over all assigned ports; returns the number of packets processed.
@@ -236,6 +236,8 @@ public final class PMDThread: @unchecked Sendable {
         now = t0
         var total = 0
         for (bi, bridge) in bridges.enumerated() {
+            // Going (or staying) online: publish our epoch before loading the snapshot pointer.
+            bridge.reclaimer.quiescent(readerSlots[bi])
             let snap = bridge.loadSnapshot().takeUnretainedValue()
             let cache = cachesFor(bridge, snap)
             if txBuffers.count < snap.ports.count {
