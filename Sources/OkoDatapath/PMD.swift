@@ -210,16 +210,28 @@ public final class PMDThread: @unchecked Sendable {
         var tid = pthread_t()
         pthread_create(&tid, nil, { arg in
             let pmd = Unmanaged<PMDThread>.fromOpaque(arg!).takeRetainedValue()
-            while pmd.running.load(ordering: .relaxed) {
-                if pmd.pollOnce() == 0 { sched_yield() }
-            }
-            for (b, s) in zip(pmd.bridges, pmd.readerSlots) {
-                b.reclaimer.offline(s)
-            }
-            pmd.finished.store(true, ordering: .sequentiallyConsistent)
+            pmd.loop(yieldWhenIdle: true)
             return nil
         }, me.toOpaque())
         pthread_detach(tid)
+    }
+
+    /// Runs the polling loop on the calling thread (a dedicated DPDK lcore) until `stop()`; an idle
+    /// dedicated core keeps polling instead of yielding.
+    public func run() {
+        guard !running.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        finished.store(false, ordering: .sequentiallyConsistent)
+        loop(yieldWhenIdle: false)
+    }
+
+    private func loop(yieldWhenIdle: Bool) {
+        while running.load(ordering: .relaxed) {
+            if pollOnce() == 0 && yieldWhenIdle { sched_yield() }
+        }
+        for (b, s) in zip(bridges, readerSlots) {
+            b.reclaimer.offline(s)
+        }
+        finished.store(true, ordering: .sequentiallyConsistent)
     }
 
     /// Stops the loop and waits for the thread to leave it.

@@ -62,6 +62,22 @@ static inline uint8_t *oko_mbuf_adj(struct rte_mbuf *m, uint16_t len) {
     return oko_mbuf_data(m);
 }
 
+/// Free bytes after the first segment's data.
+static inline uint16_t oko_mbuf_tailroom(struct rte_mbuf *m) {
+    return (uint16_t)(OKO_FIELD(m, OKO_MBUF_OFFSET_BUF_LEN, uint16_t) - OKO_FIELD(m, OKO_MBUF_OFFSET_DATA_OFF, uint16_t)
+                      - OKO_FIELD(m, OKO_MBUF_OFFSET_DATA_LEN, uint16_t));
+}
+
+/// Makes the first segment hold `len` bytes starting at `data` (which must lie inside its buffer), keeping
+/// the other segments: used when a packet edited as a plain (pointer, length) view goes back to DPDK.
+static inline void oko_mbuf_set_data(struct rte_mbuf *m, uint8_t *data, uint16_t len) {
+    uint8_t *buffer = OKO_FIELD(m, OKO_MBUF_OFFSET_BUF_ADDR, uint8_t *);
+    uint16_t old_len = OKO_FIELD(m, OKO_MBUF_OFFSET_DATA_LEN, uint16_t);
+    OKO_FIELD(m, OKO_MBUF_OFFSET_DATA_OFF, uint16_t) = (uint16_t)(data - buffer);
+    OKO_FIELD(m, OKO_MBUF_OFFSET_DATA_LEN, uint16_t) = len;
+    OKO_FIELD(m, OKO_MBUF_OFFSET_PKT_LEN, uint32_t) = OKO_FIELD(m, OKO_MBUF_OFFSET_PKT_LEN, uint32_t) - old_len + len;
+}
+
 /// Time-stamp counter.
 static inline uint64_t oko_rdtsc(void) {
     uint32_t lo, hi;

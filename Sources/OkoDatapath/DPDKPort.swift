@@ -1,0 +1,101 @@
+// DPDK backend of the datapath: ethdev ports and mbuf buffers behind `DatapathPort` and
+// `PacketBufferBackend`.
+//
+// Design note
+// - A received mbuf becomes a `PacketView` whose handle is the mbuf pointer; the pipeline edits the view
+//   (pointer arithmetic for push/pop VLAN, in-place header writes) and `transmit` writes the final data
+//   offset and length back into the mbuf just before `rte_eth_tx_burst`. Only the first segment is visible
+//   to the pipeline (jumbo frames spanning segments keep their tail untouched).
+// - Queues: each port has one receive queue, polled by the one PMD thread that owns the port, and one
+//   transmit queue per PMD thread (`transmit(queue:)` gets the PMD index), so no queue is ever shared.
+// - Buffers come from one `PacketPool` per process; clones for flooding and packet-outs are new mbufs.
+import CDPDK
+import OkoDPDK
+
+/// mbufs from a DPDK mempool.
+public final class DPDKPacketBuffers: PacketBufferBackend, @unchecked Sendable {
+    public let pool: PacketPool
+
+    public init(pool: PacketPool) { self.pool = pool }
+
+    @inline(__always)
+    static func view(of mbuf: OpaquePointer, inPort: UInt32) -> PacketView {
+        PacketView(
+            data: UnsafeMutableRawPointer(oko_mbuf_data(mbuf)), length: UInt32(oko_mbuf_data_len(mbuf)),
+            headroom: UInt32(oko_mbuf_headroom(mbuf)), tailroom: UInt32(oko_mbuf_tailroom(mbuf)),
+            inPort: inPort, handle: UnsafeMutableRawPointer(mbuf))
+    }
+
+    public func allocate(bytes: UnsafeRawBufferPointer, inPort: UInt32) -> PacketView? {
+        guard bytes.count <= Int(UInt16.max), let mbuf = oko_pktmbuf_alloc(pool.pointer) else { return nil }
+        guard let data = oko_pktmbuf_append(mbuf, UInt16(bytes.count)) else {
+            oko_pktmbuf_free(mbuf)
+            return nil
+        }
+        if let source = bytes.baseAddress, bytes.count > 0 { UnsafeMutableRawPointer(data).copyMemory(from: source, byteCount: bytes.count) }
+        return Self.view(of: mbuf, inPort: inPort)
+    }
+
+    public func clone(_ packet: PacketView) -> PacketView? {
+        allocate(bytes: UnsafeRawBufferPointer(start: packet.data, count: Int(packet.length)), inPort: packet.inPort)
+    }
+
+    public func free(_ packets: UnsafeMutableBufferPointer<PacketView>) {
+        for packet in packets { oko_pktmbuf_free(OpaquePointer(packet.handle)) }
+    }
+}
+
+/// An ethdev port as a datapath port.
+public final class DPDKPort: DatapathPort, @unchecked Sendable {
+    public let port: EthernetPort
+    public var name: String { port.name }
+    public static let burstCapacity = 64
+    /// One mbuf array per queue, so that each polling thread has its own.
+    private let mbufArrays: [UnsafeMutablePointer<OpaquePointer?>]
+
+    /// Starts `port` with one receive queue and `transmitQueues` transmit queues (one per PMD thread).
+    public init(port: EthernetPort, pool: PacketPool, transmitQueues: Int, descriptors: UInt16 = 1024) throws(DPDKError) {
+        self.port = port
+        try port.start(pool: pool, rxQueues: 1, txQueues: UInt16(max(1, transmitQueues)), descriptors: descriptors)
+        mbufArrays = (0..<max(1, transmitQueues)).map { _ in
+            UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: DPDKPort.burstCapacity)
+        }
+    }
+
+    deinit { for array in mbufArrays { array.deallocate() } }
+
+    @inline(__always)
+    private func array(_ queue: Int) -> UnsafeMutablePointer<OpaquePointer?> { mbufArrays[queue % mbufArrays.count] }
+
+    public func receive(queue: Int, into packets: UnsafeMutableBufferPointer<PacketView>, inPort: UInt32) -> Int {
+        let mbufs = array(queue)
+        let received = port.receive(queue: 0, into: mbufs, capacity: min(packets.count, Self.burstCapacity))
+        for index in 0..<received {
+            (packets.baseAddress! + index).initialize(to: DPDKPacketBuffers.view(of: mbufs[index]!, inPort: inPort))
+        }
+        return received
+    }
+
+    public func transmit(queue: Int, _ packets: UnsafeMutableBufferPointer<PacketView>) -> Int {
+        let mbufs = array(queue)
+        let count = min(packets.count, Self.burstCapacity)
+        for index in 0..<count {
+            let packet = packets[index]
+            let mbuf = OpaquePointer(packet.handle)
+            oko_mbuf_set_data(mbuf, packet.data.assumingMemoryBound(to: UInt8.self), UInt16(truncatingIfNeeded: packet.length))
+            mbufs[index] = mbuf
+        }
+        return port.transmit(queue: UInt16(queue % mbufArrays.count), mbufs, count: count)
+    }
+
+    public var statistics: PortBackendStatistics {
+        let stats = port.statistics
+        var result = PortBackendStatistics()
+        result.rxPackets = stats.rxPackets
+        result.txPackets = stats.txPackets
+        result.rxDrops = stats.rxMissed + stats.rxNoMbuf
+        result.txDrops = 0
+        result.errors = stats.rxErrors + stats.txErrors
+        return result
+    }
+}
