@@ -78,6 +78,7 @@ struct Analysis {
     var trail: [VerifierPathStep] = []
     var trailOmitted = 0
     static let trailLimit = 16
+    static let statesComparedPerInstruction = 32
 
     init(program: [BPFInstruction], maps: [VerifierMapDescription], helpers: HelperPrototypeTable, limits: VerifierLimits) throws(VerificationError) {
         self.program = program
@@ -174,7 +175,8 @@ struct Analysis {
                 guard index < program.count else { throw fail(.fallsOffEnd, at: program.count - 1) }
                 if prunePoint[index] {
                     var covered = false
-                    for old in stored[index].reversed() {
+                    // only the most recent states: a long loop stores one state per iteration
+                    for old in stored[index].suffix(Self.statesComparedPerInstruction).reversed() {
                         if old.branches == 0 {
                             if old.state.includes(state) { covered = true; break }
                         } else if old.state == state && isAncestor(old, of: parent) {
