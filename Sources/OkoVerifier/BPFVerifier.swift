@@ -376,6 +376,7 @@ struct Analysis {
         }
         if op == BPFOpcode.mov {
             if insn.offset != 0 {  // movsx
+                guard [8, 16, 32].contains(insn.offset) else { throw fail(.invalidInstruction("movsx width \(insn.offset)")) }
                 guard case .scalar(let s) = srcValue else { throw fail(.prohibitedPointerArithmetic("sign-extending move of a pointer")) }
                 var r = s.range.signExtended(fromBits: Int(insn.offset))
                 if !is64 { r = r.truncatedTo32 }
@@ -476,6 +477,7 @@ struct Analysis {
         // adding a constant keeps the relation to the symbol (when no wrap is possible)
         if a.symbol != 0, is64, let c = y.constantValue, op == BPFOpcode.add || op == BPFOpcode.sub {
             let k = Int64(bitPattern: c)
+            guard k != .min else { return ScalarValue(range: r) }
             let delta = op == BPFOpcode.add ? a.delta.addingReportingOverflow(k) : a.delta.subtractingReportingOverflow(k)
             let (_, o1) = a.range.smin.addingReportingOverflow(op == BPFOpcode.add ? k : -k)
             let (_, o2) = a.range.smax.addingReportingOverflow(op == BPFOpcode.add ? k : -k)

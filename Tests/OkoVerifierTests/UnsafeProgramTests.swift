@@ -387,3 +387,52 @@ func emitLookup(_ b: inout ProgramBuilder) {
         #expect((stats?.instructionsProcessed ?? .max) < 10_000)
     }
 }
+
+@Suite struct MalformedProgramTests {
+    @Test func emptyProgramIsRefused() {
+        #expect(refusal([])?.reason == .emptyProgram)
+    }
+
+    @Test func invalidRegisterIsRefused() {
+        let p = [BPFInstruction(opcode: BPFOpcode.classALU64 | BPFOpcode.mov, dst: 11, immediate: 0)]
+        #expect(refusal(p)?.reason == .invalidRegister(11))
+    }
+
+    @Test func jumpIntoTheMiddleOfLddwIsRefused() {
+        let p = build { b in
+            b.ja("next")
+            b.label("next")
+            b.lddw(0, 0x1_0000_0000)
+            b.exit()
+        }
+        var broken = p
+        broken[0].offset = 1  // lands on the second lddw slot
+        #expect(refusal(broken)?.reason == .jumpOutOfRange(target: 2))
+    }
+
+    @Test func invalidSignExtensionWidthIsRefusedWithoutCrashing() {
+        let p = [
+            BPFInstruction(opcode: BPFOpcode.classALU64 | BPFOpcode.mov | BPFOpcode.sourceX, dst: 0, src: 2, offset: 99),
+            BPFInstruction(opcode: BPFOpcode.classJMP | BPFOpcode.exit),
+        ]
+        if case .invalidInstruction = refusal(p)?.reason {} else { Issue.record("movsx width 99 accepted") }
+    }
+
+    @Test func extremeConstantArithmeticDoesNotCrash() throws {
+        let p = build { b in
+            b.mov(3, reg: 2)
+            b.lddw(4, 0x8000_0000_0000_0000)
+            b.add(3, reg: 4)
+            b.ret(0)
+        }
+        _ = try verify(p)
+    }
+
+    @Test func unknownMapReferenceIsRefused() {
+        let p = build { b in
+            b.loadMap(1, 3)
+            b.ret(0)
+        }
+        #expect(refusal(p, maps: [counterMap])?.reason == .unknownMap(index: 3))
+    }
+}
