@@ -474,8 +474,17 @@ struct Analysis {
             throw fail(.invalidInstruction("alu operation \(op >> 4)"))
         }
         if !is64 { r = r.truncatedTo32 }
+        // `x << k >> k` is the identity when no bits are lost: keep the relation through it
+        if a.symbol != 0, is64, let k = y.constantValue, k > 0, k < 64 {
+            if op == BPFOpcode.lsh && a.shift == 0 && a.range.umax <= UInt64.max >> k {
+                return ScalarValue(range: r, symbol: a.symbol, delta: a.delta, shift: UInt8(k))
+            }
+            if op == BPFOpcode.rsh && a.shift == UInt8(k) {
+                return ScalarValue(range: r, symbol: a.symbol, delta: a.delta, shift: 0)
+            }
+        }
         // adding a constant keeps the relation to the symbol (when no wrap is possible)
-        if a.symbol != 0, is64, let c = y.constantValue, op == BPFOpcode.add || op == BPFOpcode.sub {
+        if a.linearSymbol != 0, is64, let c = y.constantValue, op == BPFOpcode.add || op == BPFOpcode.sub {
             let k = Int64(bitPattern: c)
             guard k != .min else { return ScalarValue(range: r) }
             let delta = op == BPFOpcode.add ? a.delta.addingReportingOverflow(k) : a.delta.subtractingReportingOverflow(k)
@@ -490,6 +499,7 @@ struct Analysis {
 
     func pointerAdd(_ pointer: RegisterValue, _ scalarValue: RegisterValue, srcRegister: Int?, state: inout VerifierState, subtract: Bool) throws(VerificationError) -> RegisterValue {
         guard case .scalar(var s) = scalarValue else { throw fail(.prohibitedPointerArithmetic("pointer plus pointer")) }
+        if s.shift != 0 { s = ScalarValue(range: s.range) }
         let limit: Int64 = 1 << 31
         guard s.range.smin > -limit && s.range.smax < limit else {
             throw fail(.prohibitedPointerArithmetic("adding an unbounded scalar \(s.range) to a \(pointer.typeName)"))
@@ -503,7 +513,7 @@ struct Analysis {
             } else if subtract {
                 throw fail(.prohibitedPointerArithmetic("subtracting a variable from a packet pointer"))
             } else if p.symbol == 0 {
-                if s.symbol == 0, let r = srcRegister {
+                if s.symbol == 0, let r = srcRegister, case .scalar(let original) = state[register: r], original.symbol == 0 {
                     s.symbol = state.freshSymbol()
                     state[register: r] = .scalar(s)
                 }

@@ -98,7 +98,7 @@ extension Analysis {
                 }
             }
             // give unknown operands of a comparison with the packet length a symbol, so the fact sticks
-            if x.symbol == lengthSymbol || y.symbol == lengthSymbol {
+            if x.linearSymbol == lengthSymbol || y.linearSymbol == lengthSymbol {
                 if x.symbol == 0 && !x.range.isConstant {
                     x.symbol = state.freshSymbol()
                     state[register: dst] = .scalar(x)
@@ -168,8 +168,9 @@ extension Analysis {
         // integer order agrees with unsigned order only for non-negative operands
         let signedOK = relation.isSigned || (rx.smin >= 0 && ry.smin >= 0)
         if signedOK {
-            let lx = LinearOperand(symbol: nx.symbol, delta: nx.symbol != 0 ? nx.delta : Int64(bitPattern: rx.umin), minimum: rx.smin, exact: nx.symbol != 0 || rx.isConstant)
-            let ly = LinearOperand(symbol: ny.symbol, delta: ny.symbol != 0 ? ny.delta : Int64(bitPattern: ry.umin), minimum: ry.smin, exact: ny.symbol != 0 || ry.isConstant)
+            let sx = nx.linearSymbol, sy = ny.linearSymbol
+            let lx = LinearOperand(symbol: sx, delta: sx != 0 ? nx.delta : Int64(bitPattern: rx.umin), minimum: rx.smin, exact: sx != 0 || rx.isConstant)
+            let ly = LinearOperand(symbol: sy, delta: sy != 0 ? ny.delta : Int64(bitPattern: ry.umin), minimum: ry.smin, exact: sy != 0 || ry.isConstant)
             learn(&s, relation, lx, ly)
         }
         return s
@@ -200,7 +201,7 @@ extension Analysis {
 
     /// Copies the refined range of a symbolic scalar to every value sharing its symbol.
     func propagate(_ state: inout VerifierState, _ v: ScalarValue) -> Bool {
-        guard v.symbol != 0 else { return true }
+        guard v.linearSymbol != 0 else { return true }
         let (lo, o1) = v.range.smin.subtractingReportingOverflow(v.delta)
         let (hi, o2) = v.range.smax.subtractingReportingOverflow(v.delta)
         guard !o1 && !o2 else { return true }
@@ -208,7 +209,7 @@ extension Analysis {
         if v.symbol == lengthSymbol { state.addFact(symbol: 0, atLeast: lo) }
         state.updateAllValues { value in
             switch value {
-            case .scalar(var s) where s.symbol == v.symbol:
+            case .scalar(var s) where s.symbol == v.symbol && s.shift == 0:
                 let (l, p1) = lo.addingReportingOverflow(s.delta)
                 let (h, p2) = hi.addingReportingOverflow(s.delta)
                 if p1 || p2 { return value }
