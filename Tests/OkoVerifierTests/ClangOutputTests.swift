@@ -97,7 +97,74 @@ func relocatedMapCounter() throws -> [BPFInstruction] {
     return program
 }
 
+/// Sections `sec4` and `.text` of a bounded loop in a bpf-to-bpf call; the test links them as the
+/// loader does (.text appended, `call -1` relocated to the appended subprogram). Source:
+// typedef unsigned char u8; typedef unsigned int u32;
+// static __attribute__((noinline)) u32 sum_bytes(u8 *p, u8 *end, u32 n) {
+//     u32 s = 0;
+// #pragma clang loop unroll(disable)
+//     for (u32 i = 0; i < n && i < 64; i++) {
+//         if (p + i + 1 > end) break;
+//         s += p[i];
+//     }
+//     return s;
+// }
+// __attribute__((section("sec4"))) int loop(u8 *pkt, u32 len) {
+//     return sum_bytes(pkt, pkt + len, 16);
+// }
+let clangLoopEntry: [UInt8] = [
+    0x67, 0x02, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x77, 0x02, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00,
+    0xbf, 0x13, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x23, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xbf, 0x32, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x85, 0x10, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff,
+    0x95, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+]
+let clangLoopText: [UInt8] = [
+    0xb7, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xb7, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xbf, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x34, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xbf, 0x45, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0x05, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+    0x2d, 0x25, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x71, 0x44, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x0f, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0x03, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+    0x55, 0x03, 0xf7, 0xff, 0x10, 0x00, 0x00, 0x00, 0x95, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+]
+
+func linkedLoopProgram() throws -> [BPFInstruction] {
+    let entry = try #require(BPFInstruction.decode(bytes: clangLoopEntry))
+    let text = try #require(BPFInstruction.decode(bytes: clangLoopText))
+    var program = entry + text
+    #expect(program[5].src == BPFOpcode.callLocal)
+    program[5].immediate = Int32(entry.count - 5 - 1)
+    return program
+}
+
 @Suite struct ClangOutputTests {
+    @Test func clangBoundedLoopInSubprogramIsAccepted() throws {
+        let stats = try verify(try linkedLoopProgram())
+        #expect(stats.loops == 1)
+        #expect(stats.backEdgesTaken >= 15)
+        #expect(stats.maxCallDepth == 2)
+    }
+
+    @Test func clangLoopWithoutTheEndCheckIsRefused() throws {
+        var program = try linkedLoopProgram()
+        // drop `if (p + i + 1 > end) break;` (insn 7 + 6)
+        program[13] = BPFInstruction(opcode: BPFOpcode.classALU64 | BPFOpcode.mov | BPFOpcode.sourceX, dst: 5, src: 5)
+        #expect(isPacketOutOfBounds(refusal(program)))
+    }
+
+    @Test func clangLoopWithUnboundedCounterIsRefused() throws {
+        var program = try linkedLoopProgram()
+        // drop the end check and the read, and loop `while (++i != 0)`: 2^64 iterations
+        program[13] = BPFInstruction(opcode: BPFOpcode.classALU64 | BPFOpcode.mov | BPFOpcode.sourceX, dst: 5, src: 5)
+        program[14] = BPFInstruction(opcode: BPFOpcode.classALU64 | BPFOpcode.mov, dst: 4, immediate: 0)
+        program[17].immediate = 0
+        let e = refusal(program, limits: VerifierLimits(maxInstructionsProcessed: 50_000))
+        if case .tooComplex(_, let edge) = e?.reason {
+            #expect(edge == BackEdge(from: 17, to: 9))
+        } else {
+            Issue.record("unbounded loop accepted: \(String(describing: e))")
+        }
+    }
+
     @Test func clangMapCounterIsAccepted() throws {
         _ = try verify(try relocatedMapCounter(), maps: [counterMap])
     }
