@@ -79,6 +79,8 @@ struct Analysis {
     var trailOmitted = 0
     static let trailLimit = 16
     static let statesComparedPerInstruction = 32
+    static let alwaysStoredPerInstruction = 4
+    static let storeInterval = 8
 
     init(program: [BPFInstruction], maps: [VerifierMapDescription], helpers: HelperPrototypeTable, limits: VerifierLimits) throws(VerificationError) {
         self.program = program
@@ -166,6 +168,8 @@ struct Analysis {
             trailOmitted = path.trailOmitted
             var state = path.state
             var parent = path.parent
+            var sinceStore = 0
+            var forkedSinceStore = true
             explore: while true {
                 statistics.instructionsProcessed += 1
                 if statistics.instructionsProcessed > limits.maxInstructionsProcessed {
@@ -188,6 +192,27 @@ struct Analysis {
                         finish(parent)
                         break explore
                     }
+                    // a tight loop would store a state per iteration: after the first few states at an
+                    // instruction, store only every few instructions (pruning stays sound, just rarer)
+                    if stored[index].count >= Self.alwaysStoredPerInstruction && sinceStore < Self.storeInterval
+                        && !forkedSinceStore
+                    {
+                        sinceStore += 1
+                        switch try step(&state) {
+                        case .next(let n): noteBackEdge(to: n); index = n
+                        case .fork(let taken, let target, let notTaken):
+                            fork(&worklist, taken: taken, target: target, parent: parent)
+                            forkedSinceStore = true
+                            state = notTaken
+                            index += 1
+                        case .done:
+                            finish(parent)
+                            break explore
+                        }
+                        continue explore
+                    }
+                    sinceStore = 0
+                    forkedSinceStore = false
                     if statistics.statesStored >= limits.maxStoredStates {
                         throw fail(.tooManyStates(limit: limits.maxStoredStates))
                     }
@@ -198,29 +223,14 @@ struct Analysis {
                     statistics.peakLiveStates = max(statistics.peakLiveStates, liveStates)
                     parent = node
                 }
+                sinceStore += 1
                 switch try step(&state) {
                 case .next(let n):
-                    let insn = program[index]
-                    let isJump = (insn.instructionClass == BPFOpcode.classJMP || insn.instructionClass == BPFOpcode.classJMP32)
-                        && insn.opcode & 0xf0 != BPFOpcode.exit && insn.opcode & 0xf0 != BPFOpcode.call
-                    if isJump && n <= index {
-                        backEdgeCounts[BackEdge(from: index, to: n), default: 0] += 1
-                        statistics.backEdgesTaken += 1
-                    }
+                    noteBackEdge(to: n)
                     index = n
                 case .fork(let taken, let target, let notTaken):
-                    parent?.branches += 1
-                    var takenTrail = trail
-                    var omitted = trailOmitted
-                    appendStep(&takenTrail, &omitted, VerifierPathStep(instruction: index, taken: true))
-                    worklist.append(
-                        PendingPath(index: target, state: taken, parent: parent, trail: takenTrail, trailOmitted: omitted))
-                    statistics.peakPendingPaths = max(statistics.peakPendingPaths, worklist.count)
-                    if target <= index {
-                        backEdgeCounts[BackEdge(from: index, to: target), default: 0] += 1
-                        statistics.backEdgesTaken += 1
-                    }
-                    appendStep(&trail, &trailOmitted, VerifierPathStep(instruction: index, taken: false))
+                    fork(&worklist, taken: taken, target: target, parent: parent)
+                    forkedSinceStore = true
                     state = notTaken
                     index += 1
                 case .done:
@@ -229,6 +239,31 @@ struct Analysis {
                 }
             }
         }
+    }
+
+    mutating func noteBackEdge(to n: Int) {
+        let insn = program[index]
+        let isJump = (insn.instructionClass == BPFOpcode.classJMP || insn.instructionClass == BPFOpcode.classJMP32)
+            && insn.opcode & 0xf0 != BPFOpcode.exit && insn.opcode & 0xf0 != BPFOpcode.call
+        if isJump && n <= index {
+            backEdgeCounts[BackEdge(from: index, to: n), default: 0] += 1
+            statistics.backEdgesTaken += 1
+        }
+    }
+
+    /// Queues the taken side of a two-way branch; the caller continues with the other side.
+    mutating func fork(_ worklist: inout [PendingPath], taken: VerifierState, target: Int, parent: StoredState?) {
+        parent?.branches += 1
+        var takenTrail = trail
+        var omitted = trailOmitted
+        appendStep(&takenTrail, &omitted, VerifierPathStep(instruction: index, taken: true))
+        worklist.append(PendingPath(index: target, state: taken, parent: parent, trail: takenTrail, trailOmitted: omitted))
+        statistics.peakPendingPaths = max(statistics.peakPendingPaths, worklist.count)
+        if target <= index {
+            backEdgeCounts[BackEdge(from: index, to: target), default: 0] += 1
+            statistics.backEdgesTaken += 1
+        }
+        appendStep(&trail, &trailOmitted, VerifierPathStep(instruction: index, taken: false))
     }
 
     func appendStep(_ t: inout [VerifierPathStep], _ omitted: inout Int, _ s: VerifierPathStep) {
