@@ -8,7 +8,8 @@
 //   pointers, map values (offset range) and map-value-or-NULL (becomes a map value after a null
 //   check, scalar 0 on the other branch; copies share a null id).
 // - Packet bounds are relational: a scalar may carry a symbol (value = symbol + delta); r2, the
-//   packet length, is symbol 1, and copies keep the relation through adding constants. A packet
+//   packet length, is symbol 1, and copies keep the relation through adding constants and through
+//   clang's `x << 32 >> 32` zero-extension (exact when no bits are lost). A packet
 //   pointer is pkt + fixed + value(symbol). Comparisons record facts "len >= value(s) + k", both
 //   from `len < expr` style scalar checks and from `pkt + k > pkt_end` pointer checks. A packet
 //   access is accepted only when a fact on this path covers its last byte; upper bounds on len
@@ -19,7 +20,9 @@
 //   check; pointers are never stored outside the stack, never compared with scalars, never handed
 //   to helpers as scalars, never returned.
 // - Pruning: at jump targets, a path whose state is included in a fully explored stored state at
-//   the same instruction stops there. A path that reaches a state equal to one of its own ancestors
+//   the same instruction stops there (symbols must match exactly; the last 32 states at an
+//   instruction are compared; in tight loops a state is stored only every 8 instructions, so
+//   memory stays bounded under the 1M budget). A path that reaches a state equal to one of its own ancestors
 //   at the same instruction is an infinite loop. Bounded loops are simply unrolled by the
 //   interpretation; everything else runs out of the instruction budget, and the refusal names the
 //   back edge iterated most.

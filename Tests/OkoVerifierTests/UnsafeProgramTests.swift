@@ -211,6 +211,22 @@ func emitLookup(_ b: inout ProgramBuilder) {
         #expect(e?.description.contains("2 -> 1") == true)
     }
 
+    @Test func unboundedLoopUnderTheDefaultBudgetIsRefused() {
+        let p = build { b in
+            b.mov(3, 0)
+            b.label("loop")
+            b.add(3, 1)
+            b.jump(BPFOpcode.jne, 3, imm: 0, to: "loop")
+            b.ret(0)
+        }
+        let e = refusal(p)
+        switch e?.reason {
+        case .tooComplex(let processed, _): #expect(processed == 1_000_000)
+        case .tooManyStates: break
+        default: Issue.record("unbounded loop not refused as too complex: \(String(describing: e))")
+        }
+    }
+
     @Test func loopWithoutProgressIsAnInfiniteLoop() {
         let p = build { b in
             b.mov(0, 0)
