@@ -193,10 +193,16 @@ extension Analysis {
     /// From `l + strict <= r` with r relative to the packet length: len >= value(l.symbol) + k.
     func lessOrEqual(_ state: inout VerifierState, _ l: LinearOperand, _ r: LinearOperand, strict: Int64) {
         guard r.symbol == lengthSymbol, r.exact, l.symbol != lengthSymbol else { return }
-        if l.exact {
-            state.addFact(symbol: l.symbol, atLeast: l.delta - r.delta + strict)
+        // extreme constants could overflow; such facts are useless anyway (len is small)
+        func bound(_ x: Int64) -> Int64? {
+            let (a, o1) = x.subtractingReportingOverflow(r.delta)
+            let (b, o2) = a.addingReportingOverflow(strict)
+            return o1 || o2 ? nil : b
         }
-        state.addFact(symbol: 0, atLeast: l.minimum - r.delta + strict)
+        if l.exact, let k = bound(l.delta) {
+            state.addFact(symbol: l.symbol, atLeast: k)
+        }
+        if let k = bound(l.minimum) { state.addFact(symbol: 0, atLeast: k) }
     }
 
     /// Copies the refined range of a symbolic scalar to every value sharing its symbol.

@@ -444,6 +444,20 @@ func emitLookup(_ b: inout ProgramBuilder) {
         _ = try verify(p)
     }
 
+    @Test func comparingLengthWithExtremeConstantsDoesNotCrash() {
+        let p = build { b in
+            b.mov(3, reg: 2)
+            b.add(3, -100)
+            b.lddw(4, 0x7fff_ffff_ffff_ffff)
+            b.jump(BPFOpcode.jsgt, 4, src: 3, to: "out")
+            b.jump(BPFOpcode.jslt, 3, src: 4, to: "out")
+            b.label("out")
+            b.ldx(.b, 0, 1, 0)
+            b.exit()
+        }
+        #expect(isPacketOutOfBounds(refusal(p)))
+    }
+
     @Test func unknownMapReferenceIsRefused() {
         let p = build { b in
             b.loadMap(1, 3)
