@@ -118,7 +118,7 @@ let package = Package(
             dependencies: ["OkoLoader", "OkoAPI", "OkoSyntax", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6
         ),
-        .executableTarget(name: "oko-fuzz", dependencies: ["OkoSyntax", "OkoLoader"], swiftSettings: swift6),
+        .executableTarget(name: "oko-fuzz", dependencies: ["OkoSyntax", "OkoLoader", "OkoVerifier", "OkoBPF"], swiftSettings: swift6),
         .executableTarget(
             name: "oko-http-bench", dependencies: ["OkoHTTP"], path: "Benchmarks/http/oko-http-bench",
             swiftSettings: swift6

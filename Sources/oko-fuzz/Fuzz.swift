@@ -3,7 +3,9 @@
 // Built only by Fuzz/run.sh, with `-sanitize=fuzzer,address -D OKO_FUZZING` (and lld: gold cannot link
 // it): `main` hands over to libFuzzer's driver, which calls `fuzzOneInput` with each input. The target to exercise is
 // chosen with the environment variable OKO_FUZZ_TARGET. A normal build gets a `main` that explains this.
+import OkoBPF
 import OkoLoader
+import OkoVerifier
 import OkoSyntax
 
 #if OKO_FUZZING
@@ -32,6 +34,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         }
     case "loader":
         fuzzLoader(bytes)
+    case "verifier":
+        fuzzVerifier(bytes)
     default:
         fatalError("unknown OKO_FUZZ_TARGET '\(fuzzTarget)'")
     }
@@ -62,6 +66,34 @@ private func fuzzLoader(_ bytes: [UInt8]) {
         if let typeID = map.btfKeyTypeID {
             let key = [UInt8](repeating: 0xa5, count: Int(min(map.keySize, 1 << 16)))
             if let rendered = try? btf.render(key, as: typeID) { _ = try? btf.encode(rendered, as: typeID) }
+        }
+    }
+}
+
+private let fuzzMaps = [
+    VerifierMapDescription(name: "hash", type: 1, keySize: 4, valueSize: 8, maxEntries: 16),
+    VerifierMapDescription(name: "array", type: 2, keySize: 4, valueSize: 16, maxEntries: 4),
+]
+
+/// The verifier must never crash or run away on any instruction sequence, and a program it accepts must
+/// be safe: with no map or helper use (so the interpreter needs no map memory), running the accepted program
+/// on packets of every length the input chooses must never fault in the bounds-checked interpreter.
+private func fuzzVerifier(_ bytes: [UInt8]) {
+    guard bytes.count >= 8 else { return }
+    let packetLength = Int(bytes[0])
+    let body = bytes.dropFirst().prefix((bytes.count - 1) / 8 * 8)
+    guard let instructions = BPFInstruction.decode(bytes: body), !instructions.isEmpty else { return }
+    let limits = VerifierLimits(maxInstructionsProcessed: 50_000, maxStoredStates: 5_000)
+    guard (try? BPFVerifier.verify(instructions: instructions, maps: fuzzMaps, limits: limits)) != nil else { return }
+    let usesMapsOrHelpers = instructions.contains { $0.opcode == BPFOpcode.lddw && $0.src != 0 || $0.opcode == 0x85 }
+    guard !usesMapsOrHelpers, let interpreter = try? BPFInterpreter(instructions: instructions, helpers: BPFHelperTable()) else { return }
+    var packet = [UInt8](repeating: 0xab, count: packetLength)
+    for (index, byte) in body.prefix(packetLength).enumerated() { packet[index] = byte }
+    packet.withUnsafeMutableBytes { buffer in
+        do {
+            _ = try interpreter.run(memory: buffer.baseAddress, length: packetLength)
+        } catch {
+            fatalError("verifier accepted a program that faults: \(error) on a \(packetLength)-byte packet")
         }
     }
 }
