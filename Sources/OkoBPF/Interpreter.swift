@@ -440,18 +440,19 @@ public final class BPFInterpreter: @unchecked Sendable {
         let frameLow = state.frameLows[state.depth]
         var pc = start
 
-        /// Host pointer for an access of `size` bytes at `address`, or nil when it is outside the
-        /// input memory and the current frame (the caller then takes the slow path).
+        /// True when an access of `size` bytes at `address` lies in the input memory or the current
+        /// frame; false sends the caller to the slow path (other frames, regions, fault).
         @inline(__always)
-        func fastTranslate(_ address: UInt64, _ size: UInt64) -> UnsafeMutableRawPointer? {
+        func isFast(_ address: UInt64, _ size: UInt64) -> Bool {
             let inMemory = address &- memoryStart
-            if inMemory < memoryLength && memoryLength &- inMemory >= size {
-                return UnsafeMutableRawPointer(bitPattern: UInt(address))
-            }
-            if address &- frameLow <= Self.frameSize &- size {
-                return UnsafeMutableRawPointer(bitPattern: UInt(address))
-            }
-            return nil
+            if inMemory < memoryLength && memoryLength &- inMemory >= size { return true }
+            return address &- frameLow <= Self.frameSize &- size
+        }
+
+        /// Checked addresses are never 0 (no region and no frame contains address 0).
+        @inline(__always)
+        func hostPointer(_ address: UInt64) -> UnsafeMutableRawPointer {
+            UnsafeMutableRawPointer(bitPattern: UInt(address)).unsafelyUnwrapped
         }
 
         while true {
@@ -541,122 +542,92 @@ public final class BPFInterpreter: @unchecked Sendable {
 
             case .ldxb:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 1) { p = fast } else {
-                    p = try slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 1) ? hostPointer(address)
+                    : slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
                 r[d] = UInt64(p.load(as: UInt8.self))
 
             case .ldxh:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 2) { p = fast } else {
-                    p = try slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 2) ? hostPointer(address)
+                    : slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
                 r[d] = UInt64(p.loadUnaligned(as: UInt16.self))
 
             case .ldxw:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 4) { p = fast } else {
-                    p = try slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 4) ? hostPointer(address)
+                    : slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
                 r[d] = UInt64(p.loadUnaligned(as: UInt32.self))
 
             case .ldxdw:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 8) { p = fast } else {
-                    p = try slowTranslate(address, 8, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 8) ? hostPointer(address)
+                    : slowTranslate(address, 8, write: false, state: state, at: pc &- 1)
                 r[d] = p.loadUnaligned(as: UInt64.self)
 
             case .ldxsb:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 1) { p = fast } else {
-                    p = try slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 1) ? hostPointer(address)
+                    : slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
                 r[d] = UInt64(bitPattern: Int64(p.load(as: Int8.self)))
 
             case .ldxsh:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 2) { p = fast } else {
-                    p = try slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 2) ? hostPointer(address)
+                    : slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
                 r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int16.self)))
 
             case .ldxsw:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 4) { p = fast } else {
-                    p = try slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 4) ? hostPointer(address)
+                    : slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
                 r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int32.self)))
 
             case .stb:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 1) { p = fast } else {
-                    p = try slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 1) ? hostPointer(address)
+                    : slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
                 p.storeBytes(of: UInt8(truncatingIfNeeded: ins.pointee.imm), as: UInt8.self)
 
             case .stxb:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 1) { p = fast } else {
-                    p = try slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 1) ? hostPointer(address)
+                    : slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
                 p.storeBytes(of: UInt8(truncatingIfNeeded: r[s]), as: UInt8.self)
 
             case .sth:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 2) { p = fast } else {
-                    p = try slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 2) ? hostPointer(address)
+                    : slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
                 p.storeBytes(of: UInt16(truncatingIfNeeded: ins.pointee.imm), as: UInt16.self)
 
             case .stxh:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 2) { p = fast } else {
-                    p = try slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 2) ? hostPointer(address)
+                    : slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
                 p.storeBytes(of: UInt16(truncatingIfNeeded: r[s]), as: UInt16.self)
 
             case .stw:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 4) { p = fast } else {
-                    p = try slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 4) ? hostPointer(address)
+                    : slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
                 p.storeBytes(of: UInt32(truncatingIfNeeded: ins.pointee.imm), as: UInt32.self)
 
             case .stxw:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 4) { p = fast } else {
-                    p = try slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 4) ? hostPointer(address)
+                    : slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
                 p.storeBytes(of: UInt32(truncatingIfNeeded: r[s]), as: UInt32.self)
 
             case .stdw:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 8) { p = fast } else {
-                    p = try slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 8) ? hostPointer(address)
+                    : slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
                 p.storeBytes(of: ins.pointee.imm, as: UInt64.self)
 
             case .stxdw:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 8) { p = fast } else {
-                    p = try slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 8) ? hostPointer(address)
+                    : slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
                 p.storeBytes(of: r[s], as: UInt64.self)
 
             case .ldxbFrame:
