@@ -133,6 +133,12 @@ enum ResolvedOpcode: UInt8 {
     case jeq32K, jgt32K, jge32K, jset32K, jne32K, jsgt32K, jsge32K, jlt32K, jle32K, jslt32K, jsle32K
     case callHelper, callUnwindHelper, callMissingHelper, callLocal, callRegister
     case exit
+    // Fused pairs (slot i does the work of slots i and i+1, then continues at i+2; slot i+1 keeps
+    // its own op, so a jump straight to it still runs it alone).
+    /// `mov dst, src` + `add dst, imm`.
+    case movAdd64K
+    /// `ldxh dst, [src+off]` + `be16 dst`; `ldxw` + `be32`. A fault belongs to the load (slot i).
+    case ldxhSwap16, ldxwSwap32
 }
 
 /// One lowered instruction (16 bytes).
@@ -200,6 +206,26 @@ public final class BPFInterpreter: @unchecked Sendable {
                 code.deallocate()
                 self.helpers.deallocate()
                 throw error
+            }
+        }
+        Self.fusePairs(code, count: instructions.count)
+    }
+
+    /// Rewrites common adjacent pairs into one fused op in the first slot (see `ResolvedOpcode`).
+    private static func fusePairs(_ code: UnsafeMutablePointer<ResolvedInstruction>, count: Int) {
+        guard count >= 2 else { return }
+        for slot in 0..<(count - 1) {
+            let first = code[slot], second = code[slot + 1]
+            guard first.dst == second.dst else { continue }
+            switch (first.opcode, second.opcode) {
+            case (.mov64X, .add64K):
+                code[slot] = ResolvedInstruction(.movAdd64K, dst: first.dst, src: first.src, imm: second.imm)
+            case (.ldxh, .swap16):
+                code[slot].opcode = .ldxhSwap16
+            case (.ldxw, .swap32):
+                code[slot].opcode = .ldxwSwap32
+            default:
+                break
             }
         }
     }
@@ -549,6 +575,27 @@ public final class BPFInterpreter: @unchecked Sendable {
                 let p = try isFast(address, 1) ? hostPointer(address)
                     : slowTranslate(address, 1, write: false, state: state, at: ins - code)
                 r[d] = UInt64(p.load(as: UInt8.self))
+
+            case .movAdd64K:
+                r[d] = r[s] &+ ins.pointee.imm
+                ins += 2
+                continue
+
+            case .ldxhSwap16:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p = try isFast(address, 2) ? hostPointer(address)
+                    : slowTranslate(address, 2, write: false, state: state, at: ins - code)
+                r[d] = UInt64(p.loadUnaligned(as: UInt16.self).byteSwapped)
+                ins += 2
+                continue
+
+            case .ldxwSwap32:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p = try isFast(address, 4) ? hostPointer(address)
+                    : slowTranslate(address, 4, write: false, state: state, at: ins - code)
+                r[d] = UInt64(p.loadUnaligned(as: UInt32.self).byteSwapped)
+                ins += 2
+                continue
 
             case .ldxh:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
