@@ -11,7 +11,14 @@
 //   frame become unchecked "frame" ops: r10 is read-only (the decoder rejects writes), so they are
 //   proven in bounds once, at load time.
 // - The dispatch loop reads operand fields through a pointer to the current instruction only in
-//   the cases that use them (eager field loads before the jump table cost ~40%).
+//   the cases that use them (eager field loads before the jump table cost ~40%). The pointer steps
+//   in each case's tail, so the shared dispatch block is 13 bytes and can never straddle a 64-byte
+//   fetch line (a straddling 20-byte block made every program up to 1.6x slower, depending only
+//   on where the linker placed `run`).
+// - Adjacent pairs that compilers emit together are fused into the first slot (`mov`+`add imm`,
+//   `ldxh`+`be16`, `ldxw`+`be32`); the second slot keeps its own op, so jumps into it stay exact.
+// - The entry frame's loop is inlined into `run` (no call, per-run state in registers); calls
+//   to bpf-to-bpf functions use an out-of-line copy.
 // - `run` keeps registers and the entry stack frame in a 768-byte `withUnsafeTemporaryAllocation`
 //   (below the 1 KiB threshold, so always on the machine stack: no malloc, no ARC per run).
 //   bpf-to-bpf calls recurse into the loop with a fresh 512-byte frame; the caller saves r6-r9
@@ -133,6 +140,12 @@ enum ResolvedOpcode: UInt8 {
     case jeq32K, jgt32K, jge32K, jset32K, jne32K, jsgt32K, jsge32K, jlt32K, jle32K, jslt32K, jsle32K
     case callHelper, callUnwindHelper, callMissingHelper, callLocal, callRegister
     case exit
+    // Fused pairs (slot i does the work of slots i and i+1, then continues at i+2; slot i+1 keeps
+    // its own op, so a jump straight to it still runs it alone).
+    /// `mov dst, src` + `add dst, imm`.
+    case movAdd64K
+    /// `ldxh dst, [src+off]` + `be16 dst`; `ldxw` + `be32`. A fault belongs to the load (slot i).
+    case ldxhSwap16, ldxwSwap32
 }
 
 /// One lowered instruction (16 bytes).
@@ -200,6 +213,26 @@ public final class BPFInterpreter: @unchecked Sendable {
                 code.deallocate()
                 self.helpers.deallocate()
                 throw error
+            }
+        }
+        Self.fusePairs(code, count: instructions.count)
+    }
+
+    /// Rewrites common adjacent pairs into one fused op in the first slot (see `ResolvedOpcode`).
+    private static func fusePairs(_ code: UnsafeMutablePointer<ResolvedInstruction>, count: Int) {
+        guard count >= 2 else { return }
+        for slot in 0..<(count - 1) {
+            let first = code[slot], second = code[slot + 1]
+            guard first.dst == second.dst else { continue }
+            switch (first.opcode, second.opcode) {
+            case (.mov64X, .add64K):
+                code[slot] = ResolvedInstruction(.movAdd64K, dst: first.dst, src: first.src, imm: second.imm)
+            case (.ldxh, .swap16):
+                code[slot].opcode = .ldxhSwap16
+            case (.ldxw, .swap32):
+                code[slot].opcode = .ldxwSwap32
+            default:
+                break
             }
         }
     }
@@ -431,6 +464,7 @@ public final class BPFInterpreter: @unchecked Sendable {
     }
 
     /// Runs one frame from slot `start` until its `exit` (or until the program stops).
+    @inline(__always)
     private func execute(
         from start: Int, registers r: UnsafeMutablePointer<UInt64>, state: inout RunState
     ) throws(BPFRuntimeError) {
@@ -438,32 +472,36 @@ public final class BPFInterpreter: @unchecked Sendable {
         let memoryStart = state.memoryStart
         let memoryLength = state.memoryLength
         let frameLow = state.frameLows[state.depth]
-        var pc = start
+        // The current instruction as a pointer; the wire index for errors is recomputed from it only
+        // on the error paths. Stepping happens after the switch (taken jumps `continue`), which keeps
+        // the shared dispatch block to 13 bytes: it then never straddles a 64-byte fetch line, which
+        // cost up to 1.6x depending on where the linker happened to place this function.
+        var ins = code + start
 
-        /// Host pointer for an access of `size` bytes at `address`, or nil when it is outside the
-        /// input memory and the current frame (the caller then takes the slow path).
+        /// True when an access of `size` bytes at `address` lies in the input memory or the current
+        /// frame; false sends the caller to the slow path (other frames, regions, fault).
         @inline(__always)
-        func fastTranslate(_ address: UInt64, _ size: UInt64) -> UnsafeMutableRawPointer? {
+        func isFast(_ address: UInt64, _ size: UInt64) -> Bool {
             let inMemory = address &- memoryStart
-            if inMemory < memoryLength && memoryLength &- inMemory >= size {
-                return UnsafeMutableRawPointer(bitPattern: UInt(address))
-            }
-            if address &- frameLow <= Self.frameSize &- size {
-                return UnsafeMutableRawPointer(bitPattern: UInt(address))
-            }
-            return nil
+            if inMemory < memoryLength && memoryLength &- inMemory >= size { return true }
+            return address &- frameLow <= Self.frameSize &- size
+        }
+
+        /// Checked addresses are never 0 (no region and no frame contains address 0).
+        @inline(__always)
+        func hostPointer(_ address: UInt64) -> UnsafeMutableRawPointer {
+            UnsafeMutableRawPointer(bitPattern: UInt(address)).unsafelyUnwrapped
         }
 
         while true {
-            let ins = code.advanced(by: pc)
-            pc &+= 1
             var d: Int { Int(ins.pointee.dst) }
             var s: Int { Int(ins.pointee.src) }
             switch ins.pointee.opcode {
             case .loadConstant: r[d] = ins.pointee.imm
             case .loadConstant64:
                 r[d] = ins.pointee.imm
-                pc &+= 1
+                ins += 2
+                continue
 
             case .add64X: r[d] = r[d] &+ r[s]
             case .sub64X: r[d] = r[d] &- r[s]
@@ -541,122 +579,113 @@ public final class BPFInterpreter: @unchecked Sendable {
 
             case .ldxb:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 1) { p = fast } else {
-                    p = try slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 1) ? hostPointer(address)
+                    : slowTranslate(address, 1, write: false, state: state, at: ins - code)
                 r[d] = UInt64(p.load(as: UInt8.self))
+
+            case .movAdd64K:
+                r[d] = r[s] &+ ins.pointee.imm
+                ins += 2
+                continue
+
+            case .ldxhSwap16:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p = try isFast(address, 2) ? hostPointer(address)
+                    : slowTranslate(address, 2, write: false, state: state, at: ins - code)
+                r[d] = UInt64(p.loadUnaligned(as: UInt16.self).byteSwapped)
+                ins += 2
+                continue
+
+            case .ldxwSwap32:
+                let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
+                let p = try isFast(address, 4) ? hostPointer(address)
+                    : slowTranslate(address, 4, write: false, state: state, at: ins - code)
+                r[d] = UInt64(p.loadUnaligned(as: UInt32.self).byteSwapped)
+                ins += 2
+                continue
 
             case .ldxh:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 2) { p = fast } else {
-                    p = try slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 2) ? hostPointer(address)
+                    : slowTranslate(address, 2, write: false, state: state, at: ins - code)
                 r[d] = UInt64(p.loadUnaligned(as: UInt16.self))
 
             case .ldxw:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 4) { p = fast } else {
-                    p = try slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 4) ? hostPointer(address)
+                    : slowTranslate(address, 4, write: false, state: state, at: ins - code)
                 r[d] = UInt64(p.loadUnaligned(as: UInt32.self))
 
             case .ldxdw:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 8) { p = fast } else {
-                    p = try slowTranslate(address, 8, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 8) ? hostPointer(address)
+                    : slowTranslate(address, 8, write: false, state: state, at: ins - code)
                 r[d] = p.loadUnaligned(as: UInt64.self)
 
             case .ldxsb:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 1) { p = fast } else {
-                    p = try slowTranslate(address, 1, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 1) ? hostPointer(address)
+                    : slowTranslate(address, 1, write: false, state: state, at: ins - code)
                 r[d] = UInt64(bitPattern: Int64(p.load(as: Int8.self)))
 
             case .ldxsh:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 2) { p = fast } else {
-                    p = try slowTranslate(address, 2, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 2) ? hostPointer(address)
+                    : slowTranslate(address, 2, write: false, state: state, at: ins - code)
                 r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int16.self)))
 
             case .ldxsw:
                 let address = r[s] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 4) { p = fast } else {
-                    p = try slowTranslate(address, 4, write: false, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 4) ? hostPointer(address)
+                    : slowTranslate(address, 4, write: false, state: state, at: ins - code)
                 r[d] = UInt64(bitPattern: Int64(p.loadUnaligned(as: Int32.self)))
 
             case .stb:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 1) { p = fast } else {
-                    p = try slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 1) ? hostPointer(address)
+                    : slowTranslate(address, 1, write: true, state: state, at: ins - code)
                 p.storeBytes(of: UInt8(truncatingIfNeeded: ins.pointee.imm), as: UInt8.self)
 
             case .stxb:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 1) { p = fast } else {
-                    p = try slowTranslate(address, 1, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 1) ? hostPointer(address)
+                    : slowTranslate(address, 1, write: true, state: state, at: ins - code)
                 p.storeBytes(of: UInt8(truncatingIfNeeded: r[s]), as: UInt8.self)
 
             case .sth:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 2) { p = fast } else {
-                    p = try slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 2) ? hostPointer(address)
+                    : slowTranslate(address, 2, write: true, state: state, at: ins - code)
                 p.storeBytes(of: UInt16(truncatingIfNeeded: ins.pointee.imm), as: UInt16.self)
 
             case .stxh:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 2) { p = fast } else {
-                    p = try slowTranslate(address, 2, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 2) ? hostPointer(address)
+                    : slowTranslate(address, 2, write: true, state: state, at: ins - code)
                 p.storeBytes(of: UInt16(truncatingIfNeeded: r[s]), as: UInt16.self)
 
             case .stw:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 4) { p = fast } else {
-                    p = try slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 4) ? hostPointer(address)
+                    : slowTranslate(address, 4, write: true, state: state, at: ins - code)
                 p.storeBytes(of: UInt32(truncatingIfNeeded: ins.pointee.imm), as: UInt32.self)
 
             case .stxw:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 4) { p = fast } else {
-                    p = try slowTranslate(address, 4, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 4) ? hostPointer(address)
+                    : slowTranslate(address, 4, write: true, state: state, at: ins - code)
                 p.storeBytes(of: UInt32(truncatingIfNeeded: r[s]), as: UInt32.self)
 
             case .stdw:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 8) { p = fast } else {
-                    p = try slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 8) ? hostPointer(address)
+                    : slowTranslate(address, 8, write: true, state: state, at: ins - code)
                 p.storeBytes(of: ins.pointee.imm, as: UInt64.self)
 
             case .stxdw:
                 let address = r[d] &+ UInt64(bitPattern: Int64(ins.pointee.target))
-                let p: UnsafeMutableRawPointer
-                if let fast = fastTranslate(address, 8) { p = fast } else {
-                    p = try slowTranslate(address, 8, write: true, state: state, at: pc &- 1)
-                }
+                let p = try isFast(address, 8) ? hostPointer(address)
+                    : slowTranslate(address, 8, write: true, state: state, at: ins - code)
                 p.storeBytes(of: r[s], as: UInt64.self)
 
             case .ldxbFrame:
@@ -720,7 +749,7 @@ public final class BPFInterpreter: @unchecked Sendable {
                 p.storeBytes(of: r[s], as: UInt64.self)
 
             case .atomic32, .atomic64:
-                try atomic(ins.pointee, registers: r, state: state, at: pc &- 1)
+                try atomic(ins.pointee, registers: r, state: state, at: ins - code)
 
             case .packetLoad:
                 if !loadPacket(ins.pointee, registers: r, state: state) {
@@ -729,55 +758,189 @@ public final class BPFInterpreter: @unchecked Sendable {
                     return
                 }
 
-            case .ja: pc = Int(ins.pointee.target)
+            case .ja:
+                ins = code + Int(ins.pointee.target)
+                continue
 
-            case .jeq64X: if r[d] == r[s] { pc = Int(ins.pointee.target) }
-            case .jgt64X: if r[d] > r[s] { pc = Int(ins.pointee.target) }
-            case .jge64X: if r[d] >= r[s] { pc = Int(ins.pointee.target) }
-            case .jset64X: if r[d] & r[s] != 0 { pc = Int(ins.pointee.target) }
-            case .jne64X: if r[d] != r[s] { pc = Int(ins.pointee.target) }
-            case .jsgt64X: if Int64(bitPattern: r[d]) > Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
-            case .jsge64X: if Int64(bitPattern: r[d]) >= Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
-            case .jlt64X: if r[d] < r[s] { pc = Int(ins.pointee.target) }
-            case .jle64X: if r[d] <= r[s] { pc = Int(ins.pointee.target) }
-            case .jslt64X: if Int64(bitPattern: r[d]) < Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
-            case .jsle64X: if Int64(bitPattern: r[d]) <= Int64(bitPattern: r[s]) { pc = Int(ins.pointee.target) }
+            case .jeq64X: if r[d] == r[s] {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jgt64X: if r[d] > r[s] {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jge64X: if r[d] >= r[s] {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jset64X: if r[d] & r[s] != 0 {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jne64X: if r[d] != r[s] {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsgt64X: if Int64(bitPattern: r[d]) > Int64(bitPattern: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsge64X: if Int64(bitPattern: r[d]) >= Int64(bitPattern: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jlt64X: if r[d] < r[s] {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jle64X: if r[d] <= r[s] {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jslt64X: if Int64(bitPattern: r[d]) < Int64(bitPattern: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsle64X: if Int64(bitPattern: r[d]) <= Int64(bitPattern: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
 
-            case .jeq64K: if r[d] == ins.pointee.imm { pc = Int(ins.pointee.target) }
-            case .jgt64K: if r[d] > ins.pointee.imm { pc = Int(ins.pointee.target) }
-            case .jge64K: if r[d] >= ins.pointee.imm { pc = Int(ins.pointee.target) }
-            case .jset64K: if r[d] & ins.pointee.imm != 0 { pc = Int(ins.pointee.target) }
-            case .jne64K: if r[d] != ins.pointee.imm { pc = Int(ins.pointee.target) }
-            case .jsgt64K: if Int64(bitPattern: r[d]) > Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jsge64K: if Int64(bitPattern: r[d]) >= Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jlt64K: if r[d] < ins.pointee.imm { pc = Int(ins.pointee.target) }
-            case .jle64K: if r[d] <= ins.pointee.imm { pc = Int(ins.pointee.target) }
-            case .jslt64K: if Int64(bitPattern: r[d]) < Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jsle64K: if Int64(bitPattern: r[d]) <= Int64(bitPattern: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jeq64K: if r[d] == ins.pointee.imm {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jgt64K: if r[d] > ins.pointee.imm {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jge64K: if r[d] >= ins.pointee.imm {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jset64K: if r[d] & ins.pointee.imm != 0 {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jne64K: if r[d] != ins.pointee.imm {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsgt64K: if Int64(bitPattern: r[d]) > Int64(bitPattern: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsge64K: if Int64(bitPattern: r[d]) >= Int64(bitPattern: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jlt64K: if r[d] < ins.pointee.imm {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jle64K: if r[d] <= ins.pointee.imm {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jslt64K: if Int64(bitPattern: r[d]) < Int64(bitPattern: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsle64K: if Int64(bitPattern: r[d]) <= Int64(bitPattern: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
 
-            case .jeq32X: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
-            case .jgt32X: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
-            case .jge32X: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
-            case .jset32X: if UInt32(truncatingIfNeeded: r[d] & r[s]) != 0 { pc = Int(ins.pointee.target) }
-            case .jne32X: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
-            case .jsgt32X: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
-            case .jsge32X: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
-            case .jlt32X: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
-            case .jle32X: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
-            case .jslt32X: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
-            case .jsle32X: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: r[s]) { pc = Int(ins.pointee.target) }
+            case .jeq32X: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jgt32X: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jge32X: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jset32X: if UInt32(truncatingIfNeeded: r[d] & r[s]) != 0 {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jne32X: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsgt32X: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsge32X: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jlt32X: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jle32X: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jslt32X: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsle32X: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: r[s]) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
 
-            case .jeq32K: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jgt32K: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jge32K: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jset32K: if UInt32(truncatingIfNeeded: r[d] & ins.pointee.imm) != 0 { pc = Int(ins.pointee.target) }
-            case .jne32K: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jsgt32K: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jsge32K: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jlt32K: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jle32K: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jslt32K: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
-            case .jsle32K: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: ins.pointee.imm) { pc = Int(ins.pointee.target) }
+            case .jeq32K: if UInt32(truncatingIfNeeded: r[d]) == UInt32(truncatingIfNeeded: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jgt32K: if UInt32(truncatingIfNeeded: r[d]) > UInt32(truncatingIfNeeded: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jge32K: if UInt32(truncatingIfNeeded: r[d]) >= UInt32(truncatingIfNeeded: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jset32K: if UInt32(truncatingIfNeeded: r[d] & ins.pointee.imm) != 0 {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jne32K: if UInt32(truncatingIfNeeded: r[d]) != UInt32(truncatingIfNeeded: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsgt32K: if Int32(truncatingIfNeeded: r[d]) > Int32(truncatingIfNeeded: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsge32K: if Int32(truncatingIfNeeded: r[d]) >= Int32(truncatingIfNeeded: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jlt32K: if UInt32(truncatingIfNeeded: r[d]) < UInt32(truncatingIfNeeded: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jle32K: if UInt32(truncatingIfNeeded: r[d]) <= UInt32(truncatingIfNeeded: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jslt32K: if Int32(truncatingIfNeeded: r[d]) < Int32(truncatingIfNeeded: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
+            case .jsle32K: if Int32(truncatingIfNeeded: r[d]) <= Int32(truncatingIfNeeded: ins.pointee.imm) {
+                ins = code + Int(ins.pointee.target)
+                continue
+            }
 
             case .callHelper:
                 let function = helpers[Int(ins.pointee.imm)].unsafelyUnwrapped
@@ -790,11 +953,11 @@ public final class BPFInterpreter: @unchecked Sendable {
                     return
                 }
             case .callMissingHelper:
-                throw unknownHelper(Int64(bitPattern: ins.pointee.imm), at: pc &- 1)
+                throw unknownHelper(Int64(bitPattern: ins.pointee.imm), at: ins - code)
             case .callRegister:
                 let id = r[d]
                 guard id < UInt64(helperCount), let function = helpers[Int(id)] else {
-                    throw unknownHelper(Int64(bitPattern: id), at: pc &- 1)
+                    throw unknownHelper(Int64(bitPattern: id), at: ins - code)
                 }
                 r[0] = function(r[1], r[2], r[3], r[4], r[5])
                 if let unwindHelperID, Int64(bitPattern: id) == unwindHelperID, r[0] == 0 {
@@ -802,7 +965,7 @@ public final class BPFInterpreter: @unchecked Sendable {
                     return
                 }
             case .callLocal:
-                try callLocal(target: Int(ins.pointee.target), registers: r, state: &state, at: pc &- 1)
+                try callLocal(target: Int(ins.pointee.target), registers: r, state: &state, at: ins - code)
                 if state.stopped { return }
 
             case .exit:
@@ -812,10 +975,19 @@ public final class BPFInterpreter: @unchecked Sendable {
                 // Unreachable: validation rejects control flow into the second LDDW slot.
                 return
             }
+            ins += 1
         }
     }
 
     // MARK: cold paths
+
+    /// Out-of-line copy of the loop for bpf-to-bpf calls (the entry frame's copy is inlined in `run`).
+    @inline(never)
+    private func executeFrame(
+        from start: Int, registers r: UnsafeMutablePointer<UInt64>, state: inout RunState
+    ) throws(BPFRuntimeError) {
+        try execute(from: start, registers: r, state: &state)
+    }
 
     /// A bpf-to-bpf call: new frame, callee-saved registers preserved.
     @inline(never)
@@ -833,7 +1005,7 @@ public final class BPFInterpreter: @unchecked Sendable {
             state.frameLows[state.depth] = low
             r[10] = low + Self.frameSize
             do throws(BPFRuntimeError) {
-                try execute(from: target, registers: r, state: &state)
+                try executeFrame(from: target, registers: r, state: &state)
             } catch {
                 failure = error
             }
