@@ -1,1 +1,0 @@
-// OkoDatapath: placeholder until the module lands.

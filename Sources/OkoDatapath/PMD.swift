@@ -1,0 +1,520 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Per-packet filter program memo: each program runs at most once per packet; the walk's dependencies
+/// are recorded in the order it consulted them.
+struct PacketPrograms: ProgramEvaluator {
+    var programs: UnsafeMutableBufferPointer<Unmanaged<FilterProgram>?>
+    var data: UnsafeMutableRawPointer
+    var length: UInt32
+    var memo: [(UInt32, UInt64)] = []
+    var recorded: [(UInt32, UInt64)] = []
+    var recording = false
+
+    mutating func reset(_ p: PacketView) {
+        data = p.data
+        length = p.length
+        memo.removeAll(keepingCapacity: true)
+        recorded.removeAll(keepingCapacity: true)
+        recording = false
+    }
+
+    mutating func result(of id: UInt32) -> UInt64 {
+        var r: UInt64 = 0
+        if let m = memo.first(where: { $0.0 == id }) {
+            r = m.1
+        } else {
+            if Int(id) < programs.count, let p = programs[Int(id)] {
+                r = p._withUnsafeGuaranteedRef { $0.run(data, length) }
+            }
+            memo.append((id, r))
+        }
+        if recording && !recorded.contains(where: { $0.0 == id }) { recorded.append((id, r)) }
+        return r
+    }
+}
+
+/// A cached pipeline decision.
+/// Owned by one PMD thread; hot fields live in unsafe buffers so a cache hit costs no reference counting.
+final class MegaflowEntry {
+    let mask: FlowKey
+    let maskedKey: FlowKey
+    let dependencies: UnsafeMutableBufferPointer<(UInt32, UInt64)>
+    let actions: UnsafeMutableBufferPointer<CompiledAction>
+    let rules: [FlowRule]
+    /// Unretained view of `rules` for the per-batch counter flush.
+    let ruleRefs: UnsafeMutableBufferPointer<Unmanaged<FlowRule>>
+    @exclusivity(unchecked) var pendingPackets: UInt64 = 0
+    @exclusivity(unchecked) var pendingBytes: UInt64 = 0
+    @exclusivity(unchecked) var touched = false
+
+    init(mask: FlowKey, maskedKey: FlowKey, dependencies: [(UInt32, UInt64)], actions: [CompiledAction], rules: [FlowRule]) {
+        self.mask = mask
+        self.maskedKey = maskedKey
+        self.dependencies = .allocate(capacity: dependencies.count)
+        _ = self.dependencies.initialize(from: dependencies)
+        self.actions = .allocate(capacity: actions.count)
+        _ = self.actions.initialize(from: actions)
+        self.rules = rules
+        ruleRefs = .allocate(capacity: rules.count)
+        _ = ruleRefs.initialize(from: rules.map { Unmanaged.passUnretained($0) })
+    }
+
+    deinit {
+        ruleRefs.deallocate()
+        dependencies.deallocate()
+        actions.deallocate()
+    }
+
+    func sameDependencies(_ other: MegaflowEntry) -> Bool {
+        dependencies.count == other.dependencies.count
+            && zip(dependencies, other.dependencies).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+    }
+}
+
+/// Statistics of one PMD thread.
+public struct PMDStatistics: Sendable, Equatable {
+    public var packets: UInt64
+    public var batches: UInt64
+    public var emcHits: UInt64
+    public var megaflowHits: UInt64
+    public var misses: UInt64
+    public var upcalls: UInt64
+    public var malformed: UInt64
+    public var invalidTTLDrops: UInt64
+    public var busyNanoseconds: UInt64
+    public var idleNanoseconds: UInt64
+    public var megaflows: Int
+}
+
+/// Per-bridge caches owned by one PMD thread.
+final class BridgeCaches {
+    static let emcSize = 4096
+    var generation: UInt64 = 0
+    let emcKeys = UnsafeMutablePointer<FlowKey>.allocate(capacity: emcSize)
+    /// Unretained: entries are owned by `megaflows` or `replaced` until the next flush.
+    let emcEntries = UnsafeMutablePointer<Unmanaged<MegaflowEntry>?>.allocate(capacity: emcSize)
+    var replaced: [MegaflowEntry] = []
+
+    init() {
+        emcKeys.initialize(repeating: FlowKey(), count: BridgeCaches.emcSize)
+        emcEntries.initialize(repeating: nil, count: BridgeCaches.emcSize)
+    }
+
+    deinit {
+        touched.deallocate()
+        emcKeys.deallocate()
+        emcEntries.deallocate()
+    }
+    var megaflowMasks: [FlowKey] = []
+    /// Per mask: masked key -> variants (entries that differ only in the program results they depend on).
+    var megaflows: [[FlowKey: [MegaflowEntry]]] = []
+    var count = 0
+    static let maxMegaflows = 65536
+    var overflow = false
+    /// Entries hit in the current batch (at most one per packet).
+    let touched = UnsafeMutablePointer<Unmanaged<MegaflowEntry>>.allocate(capacity: maxBatchSize)
+    @exclusivity(unchecked) var touchedCount = 0
+
+    func flush() {
+        for i in 0..<BridgeCaches.emcSize { emcEntries[i] = nil }
+        replaced = []
+        overflow = false
+        megaflowMasks = []
+        megaflows = []
+        count = 0
+    }
+
+    func insert(_ e: MegaflowEntry, key: FlowKey, hash: UInt32) {
+        // Never flush mid-batch: `touched` and the EMC hold unretained references.
+        if count >= BridgeCaches.maxMegaflows { overflow = true }
+        if let i = megaflowMasks.firstIndex(of: e.mask) {
+            var variants = megaflows[i][e.maskedKey] ?? []
+            variants.removeAll { old in
+                if old.sameDependencies(e) { replaced.append(old); return true }
+                return false
+            }
+            if variants.count >= 8 { replaced.append(variants.removeFirst()) }
+            variants.append(e)
+            count += 1
+            megaflows[i][e.maskedKey] = variants
+        } else {
+            megaflowMasks.append(e.mask)
+            megaflows.append([e.maskedKey: [e]])
+            count += 1
+        }
+        let slot = Int(hash) & (BridgeCaches.emcSize - 1)
+        emcKeys[slot] = key
+        emcEntries[slot] = Unmanaged.passUnretained(e)
+    }
+}
+
+final class PMDCounters: Sendable {
+    let packets = Atomic<UInt64>(0), batches = Atomic<UInt64>(0), emcHits = Atomic<UInt64>(0)
+    let megaflowHits = Atomic<UInt64>(0), misses = Atomic<UInt64>(0), upcalls = Atomic<UInt64>(0)
+    let malformed = Atomic<UInt64>(0), invalidTTL = Atomic<UInt64>(0), busy = Atomic<UInt64>(0)
+    let idle = Atomic<UInt64>(0), megaflows = Atomic<Int>(0)
+}
+
+/// A poll-mode thread: receives bursts from its ports, runs the pipeline, transmits, announces quiescence.
+public final class PMDThread: @unchecked Sendable {
+    public let index: Int
+    public let threadCount: Int
+    private let bridges: [Bridge]
+    private let readerSlots: [EpochReclaimer.ReaderSlot]
+    private var caches: [ObjectIdentifier: BridgeCaches] = [:]
+    @exclusivity(unchecked) private var txBuffers: [[PacketView]] = []
+    @exclusivity(unchecked) private var freeList: [PacketView] = []
+    private let rxBuffer = UnsafeMutableBufferPointer<PacketView>.allocate(capacity: maxBatchSize)
+    private let running = Atomic<Bool>(false)
+    private let finished = Atomic<Bool>(true)
+    @exclusivity(unchecked) private var now: UInt64 = 0
+
+    // Statistics (written by the owner thread only, read by anyone).
+    private let stats = PMDCounters()
+
+    /// Polls port slot i of each bridge when `i % threadCount == index`.
+    public init(bridges: [Bridge], index: Int = 0, threadCount: Int = 1) {
+        self.bridges = bridges
+        self.index = index
+        self.threadCount = threadCount
+        readerSlots = bridges.map { $0.reclaimer.register() }
+    }
+
+    deinit {
+        for (b, s) in zip(bridges, readerSlots) { b.reclaimer.unregister(s) }
+        rxBuffer.deallocate()
+    }
+
+    @inline(__always)
+    private func bump(_ a: borrowing Atomic<UInt64>, _ n: UInt64) {
+        if n != 0 { a.store(a.load(ordering: .relaxed) &+ n, ordering: .relaxed) }
+    }
+
+    public var statistics: PMDStatistics {
+        PMDStatistics(packets: stats.packets.load(ordering: .relaxed), batches: stats.batches.load(ordering: .relaxed),
+                      emcHits: stats.emcHits.load(ordering: .relaxed), megaflowHits: stats.megaflowHits.load(ordering: .relaxed),
+                      misses: stats.misses.load(ordering: .relaxed), upcalls: stats.upcalls.load(ordering: .relaxed),
+                      malformed: stats.malformed.load(ordering: .relaxed), invalidTTLDrops: stats.invalidTTL.load(ordering: .relaxed),
+                      busyNanoseconds: stats.busy.load(ordering: .relaxed), idleNanoseconds: stats.idle.load(ordering: .relaxed),
+                      megaflows: stats.megaflows.load(ordering: .relaxed))
+    }
+
+    /// Starts the polling loop on a new thread.
+    public func start() {
+        guard !running.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        finished.store(false, ordering: .sequentiallyConsistent)
+        let me = Unmanaged.passRetained(self)
+        var tid = pthread_t()
+        pthread_create(&tid, nil, { arg in
+            let pmd = Unmanaged<PMDThread>.fromOpaque(arg!).takeRetainedValue()
+            while pmd.running.load(ordering: .relaxed) {
+                if pmd.pollOnce() == 0 { sched_yield() }
+            }
+            for (b, s) in zip(pmd.bridges, pmd.readerSlots) {
+                b.reclaimer.offline(s)
+            }
+            pmd.finished.store(true, ordering: .sequentiallyConsistent)
+            return nil
+        }, me.toOpaque())
+        pthread_detach(tid)
+    }
+
+    /// Stops the loop and waits for the thread to leave it.
+    public func stop() {
+        running.store(false, ordering: .sequentiallyConsistent)
+        while !finished.load(ordering: .sequentiallyConsistent) { sched_yield() }
+        for (b, s) in zip(bridges, readerSlots) { b.reclaimer.quiescent(s) }
+    }
+
+    /// One iteration over all assigned ports; returns the number of packets processed.
+    @discardableResult
+    public func pollOnce() -> Int {
+        let t0 = monotonicNanoseconds()
+        now = t0
+        var total = 0
+        for (bi, bridge) in bridges.enumerated() {
+            let snap = bridge.loadSnapshot().takeUnretainedValue()
+            let cache = cachesFor(bridge, snap)
+            if txBuffers.count < snap.ports.count {
+                txBuffers += Array(repeating: [], count: snap.ports.count - txBuffers.count)
+            }
+            for (pi, slot) in snap.ports.enumerated() where pi % threadCount == index {
+                let n = slot.port.receive(queue: index, into: rxBuffer, inPort: slot.number)
+                if n == 0 { continue }
+                total += n
+                var bytes: UInt64 = 0
+                for i in 0..<n { bytes &+= UInt64(rxBuffer[i].length) }
+                slot.rxPackets.add(UInt64(n), ordering: .relaxed)
+                slot.rxBytes.add(bytes, ordering: .relaxed)
+                process(UnsafeMutableBufferPointer(rebasing: rxBuffer[0..<n]), bridge: bridge, snap: snap, cache: cache, slot: slot)
+            }
+            if index == 0 { total += drainPacketOuts(bridge, snap) }
+            bridge.reclaimer.quiescent(readerSlots[bi])
+        }
+        let t1 = monotonicNanoseconds()
+        if total > 0 {
+            bump(stats.busy, t1 &- t0)
+            bump(stats.batches, 1)
+        } else {
+            bump(stats.idle, t1 &- t0)
+        }
+        return total
+    }
+
+    private func cachesFor(_ bridge: Bridge, _ snap: BridgeSnapshot) -> BridgeCaches {
+        let id = ObjectIdentifier(bridge)
+        let c: BridgeCaches
+        if let existing = caches[id] { c = existing } else {
+            c = BridgeCaches()
+            caches[id] = c
+        }
+        if c.generation != snap.generation {
+            c.flush()
+            c.generation = snap.generation
+        }
+        return c
+    }
+
+    private func drainPacketOuts(_ bridge: Bridge, _ snap: BridgeSnapshot) -> Int {
+        guard !bridge.packetOutQueue.isEmpty else { return 0 }
+        let outs = bridge.packetOutQueue.take(max: maxBatchSize)
+        for po in outs {
+            guard var p = bridge.buffers.allocate(po.bytes, inPort: po.inPort) else { continue }
+            var key = FlowKey()
+            var off = PacketParser.parse(p.data, length: Int(p.length), inPort: po.inPort, key: &key)
+            let actions = snap.compile(po.actions, table: 0xFF, cookie: ~0)
+            execute(actions, &p, &key, &off, bridge: bridge, snap: snap, mayConsume: true)
+        }
+        flush(bridge: bridge, snap: snap)
+        return outs.count
+    }
+
+    // MARK: per-batch processing
+
+    private func process(_ batch: UnsafeMutableBufferPointer<PacketView>, bridge: Bridge, snap: BridgeSnapshot,
+                         cache: BridgeCaches, slot: PortSlot) {
+        var programs = PacketPrograms(programs: snap.programTable, data: batch[0].data, length: 0)
+        var emcHits: UInt64 = 0, megaHits: UInt64 = 0, misses: UInt64 = 0, malformed: UInt64 = 0
+        for i in 0..<batch.count {
+            var p = batch[i]
+            var key = FlowKey()
+            var off = PacketParser.parse(p.data, length: Int(p.length), inPort: p.inPort, key: &key)
+            if off.malformed { malformed += 1 }
+            programs.reset(p)
+            let hash = key.fastHash
+            var entry: Unmanaged<MegaflowEntry>?
+            let emcSlot = Int(hash) & (BridgeCaches.emcSize - 1)
+            if let e = cache.emcEntries[emcSlot], cache.emcKeys[emcSlot] == key,
+               e._withUnsafeGuaranteedRef({ valid($0, &programs) }) {
+                entry = e
+                emcHits += 1
+            } else {
+                search: for (mi, mask) in cache.megaflowMasks.enumerated() {
+                    guard let variants = cache.megaflows[mi][key.masked(by: mask)] else { continue }
+                    for e in variants where valid(e, &programs) {
+                        entry = Unmanaged.passUnretained(e)
+                        cache.emcKeys[emcSlot] = key
+                        cache.emcEntries[emcSlot] = entry
+                        megaHits += 1
+                        break search
+                    }
+                }
+            }
+            if entry == nil {
+                misses += 1
+                programs.recording = true
+                let d = bridge.walk(snap, key: key, programs: &programs, countRules: true)
+                let e = MegaflowEntry(mask: d.wildcards, maskedKey: key.masked(by: d.wildcards),
+                                      dependencies: programs.recorded, actions: d.actions, rules: d.rules)
+                cache.insert(e, key: key, hash: hash)
+                entry = Unmanaged.passUnretained(e)
+            }
+            entry!._withUnsafeGuaranteedRef { e in
+                e.pendingPackets &+= 1
+                e.pendingBytes &+= UInt64(p.length)
+                if !e.touched {
+                    e.touched = true
+                    cache.touched[cache.touchedCount] = Unmanaged.passUnretained(e)
+                    cache.touchedCount += 1
+                }
+                execute(UnsafeBufferPointer(e.actions), &p, &key, &off, bridge: bridge, snap: snap, mayConsume: true)
+            }
+        }
+        // Flush per-rule counters once per batch.
+        for t in 0..<cache.touchedCount {
+            cache.touched[t]._withUnsafeGuaranteedRef { e in
+                for r in e.ruleRefs {
+                    r._withUnsafeGuaranteedRef { $0.counters.add(packets: e.pendingPackets, bytes: e.pendingBytes, now: now) }
+                }
+                e.pendingPackets = 0
+                e.pendingBytes = 0
+                e.touched = false
+            }
+        }
+        cache.touchedCount = 0
+        if cache.overflow { cache.flush() }
+        slot.rxErrors.add(malformed, ordering: .relaxed)
+        bump(stats.packets, UInt64(batch.count))
+        bump(stats.emcHits, emcHits)
+        bump(stats.megaflowHits, megaHits)
+        bump(stats.misses, misses)
+        bump(stats.upcalls, misses)
+        bump(stats.malformed, malformed)
+        stats.megaflows.store(cache.count, ordering: .relaxed)
+        flush(bridge: bridge, snap: snap)
+    }
+
+    @inline(__always)
+    private func valid(_ e: MegaflowEntry, _ programs: inout PacketPrograms) -> Bool {
+        for (id, expected) in e.dependencies where programs.result(of: id) != expected { return false }
+        return true
+    }
+
+    private func flush(bridge: Bridge, snap: BridgeSnapshot) {
+        for si in 0..<txBuffers.count where !txBuffers[si].isEmpty {
+            guard si < snap.ports.count else {
+                freeList += txBuffers[si]
+                txBuffers[si].removeAll(keepingCapacity: true)
+                continue
+            }
+            let slot = snap.ports[si]
+            var bytes: UInt64 = 0
+            for p in txBuffers[si] { bytes &+= UInt64(p.length) }
+            let sent = txBuffers[si].withUnsafeMutableBufferPointer { slot.port.transmit(queue: index, $0) }
+            if sent < txBuffers[si].count {
+                for p in txBuffers[si][sent...] { bytes &-= UInt64(p.length) }
+                freeList += txBuffers[si][sent...]
+                slot.txDrops.add(UInt64(txBuffers[si].count - sent), ordering: .relaxed)
+            }
+            slot.txPackets.add(UInt64(sent), ordering: .relaxed)
+            slot.txBytes.add(bytes, ordering: .relaxed)
+            txBuffers[si].removeAll(keepingCapacity: true)
+        }
+        if !freeList.isEmpty {
+            freeList.withUnsafeMutableBufferPointer { bridge.buffers.free($0) }
+            freeList.removeAll(keepingCapacity: true)
+        }
+    }
+
+    // MARK: action execution
+
+    @inline(__always)
+    private func emit(_ p: inout PacketView, slot: Int, consume: Bool, consumed: inout Bool, bridge: Bridge) {
+        if consume && !consumed {
+            txBuffers[slot].append(p)
+            consumed = true
+        } else if let c = bridge.buffers.clone(p) {
+            txBuffers[slot].append(c)
+        }
+    }
+
+    /// Executes `actions` on the packet; the packet buffer is handed to the last output or freed.
+    func execute(_ actions: [CompiledAction], _ p: inout PacketView, _ key: inout FlowKey, _ off: inout HeaderOffsets,
+                 bridge: Bridge, snap: BridgeSnapshot, mayConsume: Bool) {
+        actions.withUnsafeBufferPointer { execute($0, &p, &key, &off, bridge: bridge, snap: snap, mayConsume: mayConsume) }
+    }
+
+    func execute(_ actions: UnsafeBufferPointer<CompiledAction>, _ p: inout PacketView, _ key: inout FlowKey, _ off: inout HeaderOffsets,
+                 bridge: Bridge, snap: BridgeSnapshot, mayConsume: Bool) {
+        var consumed = false
+        let last = actions.count - 1
+        var i = 0
+        while i < actions.count {
+            let isLast = mayConsume && i == last
+            switch actions[i] {
+            case .output(let slot):
+                if Int(slot) < snap.ports.count {
+                    emit(&p, slot: Int(slot), consume: isLast, consumed: &consumed, bridge: bridge)
+                }
+            case .outputInPort:
+                if let s = snap.portIndex[p.inPort] { emit(&p, slot: Int(s), consume: isLast, consumed: &consumed, bridge: bridge) }
+            case .flood, .all:
+                let flood: Bool
+                if case .flood = actions[i] { flood = true } else { flood = false }
+                floodOut(&p, snap: snap, flood: flood, consume: isLast, consumed: &consumed, bridge: bridge)
+            case .normal:
+                normal(&p, key: key, snap: snap, consume: isLast, consumed: &consumed, bridge: bridge)
+            case .controller(let maxLength, let table, let cookie, let tableMiss):
+                let n = min(Int(p.length), Int(maxLength))
+                let bytes = Array(UnsafeRawBufferPointer(start: p.data, count: n))
+                _ = bridge.packetInQueue.push(PacketIn(bytes: bytes, totalLength: Int(p.length), inPort: p.inPort,
+                                                       reason: tableMiss ? .noMatch : .action,
+                                                       table: table, cookie: cookie, metadata: key.w1))
+            case .group(let gid):
+                guard let g = snap.groups[gid], !g.buckets.isEmpty else { break }
+                switch g.type {
+                case .indirect:
+                    execute(g.buckets[0], &p, &key, &off, bridge: bridge, snap: snap, mayConsume: false)
+                case .select:
+                    var total = 0
+                    for w in g.weights { total += Int(w) }
+                    var pick = total > 0 ? Int(key.masked(by: Bridge.selectHashMask).fastHash) % total : 0
+                    var b = 0
+                    while b < g.weights.count - 1 && pick >= Int(g.weights[b]) {
+                        pick -= Int(g.weights[b])
+                        b += 1
+                    }
+                    execute(g.buckets[b], &p, &key, &off, bridge: bridge, snap: snap, mayConsume: false)
+                case .all:
+                    for bucket in g.buckets {
+                        guard var c = bridge.buffers.clone(p) else { continue }
+                        var k = key
+                        var o = off
+                        execute(bucket, &c, &k, &o, bridge: bridge, snap: snap, mayConsume: true)
+                    }
+                }
+            case .setField(let f, let v):
+                PacketEditor.setField(&p, f, v, &off)
+                Bridge.applyToKey(.setField(f, v), &key)
+            case .pushVLAN(let tpid):
+                if PacketEditor.pushVLAN(&p, tpid: tpid, &off) { Bridge.applyToKey(.pushVLAN(tpid), &key) }
+            case .popVLAN:
+                if PacketEditor.popVLAN(&p, &off) { Bridge.applyToKey(.popVLAN, &key) }
+            case .decTTL:
+                if !PacketEditor.decrementTTL(&p, off) {
+                    bump(stats.invalidTTL, 1)
+                    i = actions.count
+                    continue
+                }
+            }
+            i += 1
+        }
+        if mayConsume && !consumed { freeList.append(p) }
+    }
+
+    private func floodOut(_ p: inout PacketView, snap: BridgeSnapshot, flood: Bool, consume: Bool,
+                          consumed: inout Bool, bridge: Bridge) {
+        var targets: [Int] = []
+        for (i, s) in snap.ports.enumerated() where s.number != p.inPort && !(flood && s.noFlood) { targets.append(i) }
+        for (n, t) in targets.enumerated() {
+            emit(&p, slot: t, consume: consume && n == targets.count - 1, consumed: &consumed, bridge: bridge)
+        }
+    }
+
+    private func normal(_ p: inout PacketView, key: FlowKey, snap: BridgeSnapshot, consume: Bool, consumed: inout Bool,
+                        bridge: Bridge) {
+        let vlan = key.value(.vlanVID) & 0xFFF
+        bridge.macTable.learn(mac: key.value(.ethSrc), vlan: vlan, port: p.inPort, now: now)
+        let dst = key.value(.ethDst)
+        if dst & 0x0100_0000_0000 == 0, let port = bridge.macTable.lookup(mac: dst, vlan: vlan, now: now) {
+            if port != p.inPort, let s = snap.portIndex[port] {
+                emit(&p, slot: Int(s), consume: consume, consumed: &consumed, bridge: bridge)
+            }
+            return
+        }
+        floodOut(&p, snap: snap, flood: true, consume: consume, consumed: &consumed, bridge: bridge)
+    }
+}
+
+extension Bridge {
+    /// Fields hashed by select groups (the L2-L4 addresses and ports).
+    static let selectHashMask: FlowKey = {
+        var m = FlowKey()
+        for f in [FlowField.ethSrc, .ethDst, .ipv4Src, .ipv4Dst, .ipv6SrcHigh, .ipv6SrcLow, .ipv6DstHigh, .ipv6DstLow,
+                  .ipProto, .tcpSrc, .tcpDst] { m.setAllBits(f) }
+        return m
+    }()
+}
