@@ -46,6 +46,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // C shims
@@ -94,6 +95,7 @@ let package = Package(
                 "CNghttp2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swift6
@@ -117,6 +119,10 @@ let package = Package(
             swiftSettings: swift6
         ),
         .executableTarget(name: "oko-fuzz", dependencies: ["OkoSyntax", "OkoLoader"], swiftSettings: swift6),
+        .executableTarget(
+            name: "oko-http-bench", dependencies: ["OkoHTTP"], path: "Benchmarks/http/oko-http-bench",
+            swiftSettings: swift6
+        ),
         .executableTarget(name: "oko-bpf-plugin", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
         .executableTarget(name: "oko-maps-bench", dependencies: ["OkoMaps"], path: "Benchmarks/maps", swiftSettings: swift6),
 
@@ -130,7 +136,13 @@ let package = Package(
         .testTarget(name: "OkoDPDKTests", dependencies: ["OkoDPDK"], swiftSettings: swift6),
         .testTarget(name: "OkoDatapathTests", dependencies: ["OkoDatapath"], swiftSettings: swift6),
         .testTarget(name: "OkoOpenFlowTests", dependencies: ["OkoOpenFlow"], swiftSettings: swift6),
-        .testTarget(name: "OkoHTTPTests", dependencies: ["OkoHTTP"], swiftSettings: swift6),
+        .testTarget(
+            name: "OkoHTTPTests",
+            dependencies: [
+                "OkoHTTP", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swift6
+        ),
         .testTarget(name: "OkoSyntaxTests", dependencies: ["OkoSyntax"], swiftSettings: swift6),
         .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI"], swiftSettings: swift6),
         .testTarget(name: "OkoStoreTests", dependencies: ["OkoStore"], swiftSettings: swift6),

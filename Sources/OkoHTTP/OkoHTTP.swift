@@ -1,1 +1,0 @@
-// OkoHTTP: placeholder until the module lands.
