@@ -100,7 +100,11 @@ let package = Package(
             ],
             swiftSettings: swift6
         ),
-        .target(name: "OkoAPI", dependencies: ["OkoSyntax", "OkoHTTP", "OkoDatapath"], swiftSettings: swift6),
+        .target(
+            name: "OkoAPI",
+            dependencies: ["OkoSyntax", "OkoHTTP", "OkoDatapath", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swift6
+        ),
 
         // executables
         .executableTarget(
@@ -144,7 +148,7 @@ let package = Package(
             swiftSettings: swift6
         ),
         .testTarget(name: "OkoSyntaxTests", dependencies: ["OkoSyntax"], swiftSettings: swift6),
-        .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI"], swiftSettings: swift6),
+        .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI", "OkoHTTP", "OkoDatapath", "OkoSyntax"], swiftSettings: swift6),
         .testTarget(name: "OkoStoreTests", dependencies: ["OkoStore"], swiftSettings: swift6),
         .testTarget(name: "OkodTests", dependencies: [], swiftSettings: swift6),
     ]

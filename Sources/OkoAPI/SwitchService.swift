@@ -345,10 +345,14 @@ public final class SwitchService: Sendable {
     }
 }
 
-/// In-memory ports for tests and lab use: devargs `memory` or `net_memory0` (any devargs starting with
-/// `memory`/`net_memory`); the port's name is the given name or the devargs.
-public struct InMemoryPortFactory: PortFactory {
+/// In-memory ports for tests and lab use: devargs starting with `memory` or `net_memory`; the port's name
+/// is the given name or the devargs. Keeps the ports it made so tests can inject and collect frames.
+public final class InMemoryPortFactory: PortFactory {
+    private let made = Mutex<[String: InMemoryPort]>([:])
     public init() {}
+
+    public func port(named name: String) -> InMemoryPort? { made.withLock { $0[name] } }
+
     public func makePort(devargs: String, name: String?, buffers: any PacketBufferBackend) throws -> any DatapathPort {
         guard devargs.hasPrefix("memory") || devargs.hasPrefix("net_memory") else {
             throw SwitchError.unprocessable("the in-memory port factory only accepts 'memory...' devargs")
@@ -356,6 +360,8 @@ public struct InMemoryPortFactory: PortFactory {
         guard let memoryBuffers = buffers as? InMemoryPacketBuffers else {
             throw SwitchError.unprocessable("in-memory ports need in-memory packet buffers")
         }
-        return InMemoryPort(name: name ?? devargs, buffers: memoryBuffers)
+        let port = InMemoryPort(name: name ?? devargs, buffers: memoryBuffers)
+        made.withLock { $0[port.name] = port }
+        return port
     }
 }
