@@ -123,8 +123,12 @@ func waitUntil(_ condition: () -> Bool) async {
         }
         let asText = try h.curl("GET", "/v1/bridges/br0/flows", accept: "text/plain", http2: true)
         #expect(asText.status == 200)
-        #expect(asText.body.contains("priority=1,in_port=1,actions=output:2"))
-        #expect(asText.body.contains("ipv4_dst=10.0.0.0/8"))
+        // ovs-ofctl dump-flows spelling: actions after a space, OpenFlow 1.0 names for IPv4 fields.
+        #expect(asText.body.contains("priority=1,in_port=1 actions=output:2"), "\(asText.body)")
+        #expect(asText.body.contains("priority=5,ip,in_port=2,nw_dst=10.0.0.0/8 actions=output:1"), "\(asText.body)")
+        let textRule = flows.first { $0["priority"]?.unsignedValue == 1 }
+        #expect(textRule?["match"] == .object([("in_port", .unsigned(1))]))
+        #expect(textRule?["actions"] == .array([.object([("type", .string("output")), ("port", .unsigned(2))])]))
 
         let rx = try #require(h.ports.port(named: "p1"))
         let tx = try #require(h.ports.port(named: "p2"))
@@ -151,7 +155,7 @@ func waitUntil(_ condition: () -> Bool) async {
         #expect(metricValue(scrape, "oko_port_tx_packets_total", containing: [#"port="p2""#]) == 10)
         #expect(metricValue(scrape, "oko_port_rx_packets_total", containing: [#"port="p1""#]) == 10)
         #expect(metricValue(scrape, "oko_pmd_upcalls_total", containing: [#"pmd="0""#]) ?? 0 >= 1)
-        #expect(metricValue(scrape, "oko_api_requests_total", containing: [#"method="POST""#, #"code="201""#]) == 4)
+        #expect(metricValue(scrape, "oko_api_requests_total", containing: [#"method="POST""#, #"code="201""#]) == 5)
 
         let bridge = try h.curl("GET", "/v1/bridges/br0")
         #expect(bridge.json?["flows"]?.unsignedValue == 2)
@@ -266,7 +270,7 @@ func waitUntil(_ condition: () -> Bool) async {
         let byMatch = try h.curl("PATCH", "/v1/bridges/br0/flows", body: "tcp,actions=output:2", contentType: "text/plain")
         #expect(byMatch.json?["modified"]?.unsignedValue == 1, "\(byMatch.body)")
         let text = try h.curl("GET", "/v1/bridges/br0/flows/\(id)", accept: "text/plain")
-        #expect(text.body.contains("tcp_dst=80"), "\(text.body)")
+        #expect(text.body.contains("tcp,tp_dst=80"), "\(text.body)")
         #expect(text.body.contains("actions=output:2"))
         let trace = try h.curl("POST", "/v1/bridges/br0/trace", body: #"{"in_port":1,"packet":"\#(udpFrame().map { String(format: "%02x", $0) }.joined())"}"#)
         #expect(trace.status == 200, "\(trace.body)")
