@@ -25,6 +25,14 @@
 // snapshot is retired to the `EpochReclaimer` and released only after every online PMD passed a quiescent
 // point. So a packet sees one whole snapshot, changes apply within one batch, and readers never lock.
 // Counters are relaxed atomics; per-rule counts are aggregated per megaflow entry and flushed once per batch.
+//
+// Known limits: the NORMAL action's MAC table takes a mutex per packet (only for NORMAL traffic); SCTP's
+// CRC32c is not updated by set-field; busy/idle "cycles" are CLOCK_MONOTONIC nanoseconds; groups do not chain.
+//
+// Control API (Swift, serialised per bridge): addFlow / modifyFlows / deleteFlows (strict or not, cookie
+// masks, out_port), flows(table:), expireFlows(now:), setGroup / deleteGroup, addPort / removePort / ports(),
+// attachProgram / detachProgram / programs(), packetOut / takePacketIns, trace(bytes:inPort:programs:).
+// Packet threads: PMDThread(bridges:index:threadCount:).start()/stop(), or pollOnce() to drive it inline.
 import Synchronization
 
 public struct GroupBucket: Sendable, Equatable {
@@ -470,8 +478,7 @@ public final class Bridge: @unchecked Sendable {
 
     // MARK: classifier walk (shared by the packet slow path and trace)
 
-    func walk<E: ProgramEvaluator>(_ snapshot: BridgeSnapshot, key original: FlowKey, programs: inout E,
-                                   countRules: Bool) -> PipelineDecision {
+    func walk<E: ProgramEvaluator>(_ snapshot: BridgeSnapshot, key original: FlowKey, programs: inout E) -> PipelineDecision {
         var d = PipelineDecision()
         var key = original
         var table: UInt8 = 0

@@ -225,8 +225,8 @@ public final class PMDThread: @unchecked Sendable {
     /// Stops the loop and waits for the thread to leave it.
     public func stop() {
         running.store(false, ordering: .sequentiallyConsistent)
+        // The thread left its reader slots offline, so a stopped PMD never holds back reclamation.
         while !finished.load(ordering: .sequentiallyConsistent) { sched_yield() }
-        for (b, s) in zip(bridges, readerSlots) { b.reclaimer.quiescent(s) }
     }
 
     /// One iteration over all assigned ports; returns the number of packets processed.
@@ -236,6 +236,8 @@ public final class PMDThread: @unchecked Sendable {
         now = t0
         var total = 0
         for (bi, bridge) in bridges.enumerated() {
+            // Going (or staying) online: publish our epoch before loading the snapshot pointer.
+            bridge.reclaimer.quiescent(readerSlots[bi])
             let snap = bridge.loadSnapshot().takeUnretainedValue()
             let cache = cachesFor(bridge, snap)
             if txBuffers.count < snap.ports.count {
@@ -326,7 +328,7 @@ public final class PMDThread: @unchecked Sendable {
             if entry == nil {
                 misses += 1
                 programs.recording = true
-                let d = bridge.walk(snap, key: key, programs: &programs, countRules: true)
+                let d = bridge.walk(snap, key: key, programs: &programs)
                 let e = MegaflowEntry(mask: d.wildcards, maskedKey: key.masked(by: d.wildcards),
                                       dependencies: programs.recorded, actions: d.actions, rules: d.rules)
                 cache.insert(e, key: key, hash: hash)
@@ -426,7 +428,8 @@ public final class PMDThread: @unchecked Sendable {
             let isLast = mayConsume && i == last
             switch actions[i] {
             case .output(let slot):
-                if Int(slot) < snap.ports.count {
+                // OpenFlow: never back out of the ingress port unless OFPP_IN_PORT is used.
+                if Int(slot) < snap.ports.count && snap.ports[Int(slot)].number != p.inPort {
                     emit(&p, slot: Int(slot), consume: isLast, consumed: &consumed, bridge: bridge)
                 }
             case .outputInPort:

@@ -86,7 +86,7 @@ extension Bridge {
             var key = FlowKey()
             let off = PacketParser.parse(buf.baseAddress!, length: bytes.count, inPort: inPort, key: &key)
             var ev = TracePrograms(programs: snap.programs, policy: policy, data: buf.baseAddress!, length: UInt64(bytes.count))
-            let d = walk(snap, key: key, programs: &ev, countRules: false)
+            let d = walk(snap, key: key, programs: &ev)
             let now = monotonicNanoseconds()
             let steps = d.tablesVisited.map { TraceReport.TableStep(table: $0.table, rule: $0.rule.map { Bridge.entry($0, now: now) }) }
             let names = d.actions.map { a -> String in

@@ -14,23 +14,27 @@ import Glibc
         let total = 3000
         var sent = 0
         var flip = false
+        var roundsOnExpectedPort = 0
         while sent < total {
+            let before = received
             for _ in 0..<100 where sent < total {
                 if sw.ports[1]!.inject(tcpPacket) { sent += 1 }
             }
-            // Half of the rounds change the rule while the previous round may still be in flight.
-            if sent % 200 == 0 {
-                var spins = 0
-                while received.values.reduce(0, +) < sent && spins < 100_000 {
-                    for n in [UInt32(2), 3] { received[n, default: 0] += sw.ports[n]!.takeTransmitted().count }
-                    sched_yield()
-                    spins += 1
-                }
+            // Drain the round. A batch that loaded the previous snapshot just before the change may still
+            // carry up to one burst (32 packets) of this round; everything else must use the new rule.
+            let deadline = monotonicNanoseconds() + 2_000_000_000
+            while received.values.reduce(0, +) < sent && monotonicNanoseconds() < deadline {
+                for n in [UInt32(2), 3] { received[n, default: 0] += sw.ports[n]!.takeTransmitted().count }
+                usleep(50)
+            }
+            let expectedPort: UInt32 = flip ? 3 : 2
+            if received[expectedPort, default: 0] - before[expectedPort, default: 0] >= 100 - maxBatchSize {
+                roundsOnExpectedPort += 1
             }
             flip.toggle()
             try sw.bridge.modifyFlows(match: FlowMatch(), instructions: .apply([.output(flip ? 3 : 2)]))
-            for n in [UInt32(2), 3] { received[n, default: 0] += sw.ports[n]!.takeTransmitted().count }
         }
+        #expect(roundsOnExpectedPort == total / 100)
         var waited = 0
         while (received[2]! + received[3]!) < total && waited < 2000 {
             usleep(1000)

@@ -75,3 +75,25 @@ final class Tracked {
         }
     }
 }
+
+@Suite struct ControllerQueueTests {
+    @Test func packetInQueueIsBoundedAndCountsDrops() throws {
+        let buffers = InMemoryPacketBuffers()
+        let bridge = Bridge(name: "b", buffers: buffers, packetInCapacity: 2, packetOutCapacity: 1)
+        let port = InMemoryPort(name: "p", buffers: buffers)
+        try bridge.addPort(port)
+        try bridge.addFlow(priority: 0, match: FlowMatch(), instructions: .apply([.output(OFPort.controller)]))
+        let pmd = PMDThread(bridges: [bridge])
+        for _ in 0..<5 { port.inject(tcpPacket) }
+        pmd.pollOnce()
+        #expect(bridge.takePacketIns().count == 2)
+        #expect(bridge.packetInDrops == 3)
+        #expect(try bridge.packetOut(bytes: tcpPacket, actions: [.output(1)]))
+        #expect(try !bridge.packetOut(bytes: tcpPacket, actions: [.output(1)]))
+        #expect(bridge.packetOutDrops == 1)
+        #expect(throws: FlowError.unknownPort(9)) { try bridge.packetOut(bytes: tcpPacket, actions: [.output(9)]) }
+        pmd.pollOnce()
+        #expect(port.takeTransmitted() == [tcpPacket])
+        #expect(buffers.outstanding == 0)
+    }
+}

@@ -257,3 +257,43 @@ let tcpPacket = PacketBuilder.tcp4(src: "10.0.0.1", dst: "10.0.0.2", sport: 1000
         #expect(sw.bridge.ports().first { $0.number == 1 }?.rxErrors == 2)
     }
 }
+
+@Suite struct MorePipelineTests {
+    @Test func outputNeverReturnsToIngressPortWithoutInPort() throws {
+        let sw = TestSwitch()
+        try sw.bridge.addFlow(priority: 1, match: FlowMatch(), instructions: .apply([.output(1), .output(2)]))
+        let out = sw.send([tcpPacket], on: 1)
+        #expect(out[1]!.isEmpty && out[2] == [tcpPacket])
+        #expect(sw.buffers.outstanding == 0)
+    }
+
+    @Test func dscpAndEcnRewriteKeepsIPv4ChecksumValid() throws {
+        let sw = TestSwitch()
+        try sw.bridge.addFlow(priority: 1, match: FlowMatch(), instructions: .apply([
+            .setField(.ipDSCP, 46), .setField(.ipECN, 1), .setField(.ipTTL, 9), .output(2),
+        ]))
+        let out = try #require(sw.send([tcpPacket], on: 1)[2]?.first)
+        #expect(out[15] == 46 << 2 | 1)
+        #expect(out[22] == 9)
+        #expect(PacketBuilder.checksumsValid(out))
+    }
+
+    @Test func writeActionsAreExecutedInOpenFlowOrder() throws {
+        let sw = TestSwitch()
+        // Written in reverse order; the action set still sets the field and decrements TTL before output.
+        try sw.bridge.addFlow(priority: 1, match: FlowMatch(), instructions: FlowInstructions(
+            writeActions: [.output(2), .setField(.tcpSrc, 7), .decTTL]))
+        let out = sw.send([tcpPacket], on: 1)
+        #expect(out[2] == [PacketBuilder.tcp4(src: "10.0.0.1", dst: "10.0.0.2", sport: 7, dport: 80, ttl: 63)])
+    }
+
+    @Test func laterTablesMatchOnFieldsSetByEarlierApplyActions() throws {
+        let sw = TestSwitch()
+        try sw.bridge.addFlow(table: 0, priority: 1, match: FlowMatch(), instructions: FlowInstructions(
+            applyActions: [.setField(.ipv4Dst, 0x0A00_0063)], gotoTable: 3))
+        try sw.bridge.addFlow(table: 3, priority: 1, match: match((.ethType, 0x0800), (.ipv4Dst, 0x0A00_0063)),
+                              instructions: .apply([.output(3)]))
+        let out = sw.send([tcpPacket, tcpPacket], on: 1)
+        #expect(out[3] == Array(repeating: PacketBuilder.tcp4(src: "10.0.0.1", dst: "10.0.0.99", sport: 1000, dport: 80), count: 2))
+    }
+}
