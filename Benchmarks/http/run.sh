@@ -17,6 +17,7 @@ done
 swift build -c release --product oko-http-bench >/dev/null
 BIN=$(swift build -c release --show-bin-path)/oko-http-bench
 
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -62,6 +63,7 @@ REPORT=$(cat <<MD
 
 $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r). Server on CPU 0, h2load on CPU 1 (taskset).
 h2load -n $REQUESTS -c $CLIENTS -m $STREAMS (after a 5000-request warm-up); body: 52-byte JSON.
+Load average when the run started: $LOAD (the machine is shared; req/s varies run to run with it).
 Latency = time from request start to end of response, per request (h2load --log-file), in microseconds.
 
 | server | req/s | mean µs | p50 µs | p99 µs | succeeded |

@@ -34,7 +34,8 @@ final class HTTP2Connection {
     private var streams: [Int32: Stream] = [:]
     private let limits: HTTP1Limits
     private let remoteAddress: String?
-    weak var delegate: HTTP2ConnectionDelegate?
+    /// Strong (a weak load per request is measurable); the owner clears it when it goes away.
+    var delegate: HTTP2ConnectionDelegate?
     /// Set after an unrecoverable protocol error or once GOAWAY was sent and all streams are done.
     private(set) var failed = false
     var goingAway = false
@@ -225,15 +226,18 @@ final class HTTP2Connection {
             stream.rejection = (431, "more than \(limits.maxHeaderCount) header fields")
             return 0
         }
-        let n = String(decoding: name, as: UTF8.self)
-        let v = String(decoding: value, as: UTF8.self)
-        switch n {
-        case ":method": stream.method = v
-        case ":path": stream.path = v
-        case ":authority": stream.authority = v
-        case ":scheme": break
-        default: stream.headers.add(n, v)
+        // Pseudo-headers are matched on bytes; only the fields the request keeps become Strings.
+        if name.first == UInt8(ascii: ":") {
+            if name.elementsEqual(":method".utf8) {
+                stream.method = String(decoding: value, as: UTF8.self)
+            } else if name.elementsEqual(":path".utf8) {
+                stream.path = String(decoding: value, as: UTF8.self)
+            } else if name.elementsEqual(":authority".utf8) {
+                stream.authority = String(decoding: value, as: UTF8.self)
+            }
+            return 0
         }
+        stream.headers.add(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))
         return 0
     }
 
@@ -294,8 +298,10 @@ final class HTTP2Connection {
         }
         let remaining = stream.response.count - stream.responseOffset
         let n = min(remaining, capacity)
-        stream.response.withUnsafeBufferPointer { src in
-            buffer.update(from: src.baseAddress! + stream.responseOffset, count: n)
+        if n > 0 {
+            stream.response.withUnsafeBufferPointer { src in
+                buffer.update(from: src.baseAddress! + stream.responseOffset, count: n)
+            }
         }
         stream.responseOffset += n
         if stream.responseOffset == stream.response.count {

@@ -164,6 +164,32 @@ struct HTTPServerTests {
         #expect(oldResponse.contains("connection: close"))
     }
 
+    @Test func chunkedBodyWithExtensionsAndTrailersIsReassembled() async throws {
+        let (server, port) = try await startServer()
+        defer { Task { await server.shutdown(gracePeriod: .seconds(1)) } }
+        let socket = try RawSocket(port: port, receiveTimeoutMs: 1500)
+        socket.send("POST /chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        socket.send("5;name=value\r\nhello\r\n")
+        socket.send("6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
+        let (bytes, closed) = socket.readAll()
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(closed)
+        #expect(text.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(text.contains("body=11\nchecksum=\(checksum(Array("hello world".utf8)))"))
+    }
+
+    @Test func expectContinueGets100BeforeTheBodyIsSent() async throws {
+        let (server, port) = try await startServer()
+        defer { Task { await server.shutdown(gracePeriod: .seconds(1)) } }
+        let socket = try RawSocket(port: port, receiveTimeoutMs: 500)
+        socket.send("PUT /c HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        let interim = String(decoding: socket.readAll().bytes, as: UTF8.self)
+        #expect(interim == "HTTP/1.1 100 Continue\r\n\r\n")
+        socket.send("data")
+        let final = String(decoding: socket.readAll().bytes, as: UTF8.self)
+        #expect(final.hasPrefix("HTTP/1.1 200 OK") && final.contains("body=4"))
+    }
+
     @Test func malformedHTTP1GetsErrorAndServerKeepsServing() async throws {
         let (server, port) = try await startServer()
         defer { Task { await server.shutdown(gracePeriod: .seconds(1)) } }
