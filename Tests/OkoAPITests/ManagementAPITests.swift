@@ -6,6 +6,7 @@ import OkoAPI
 import OkoDatapath
 import OkoHTTP
 import OkoSyntax
+import Synchronization
 import Testing
 
 let adminToken = "admin-secret-0123456789abcdef"
@@ -90,6 +91,10 @@ func metricValue(_ scrape: String, _ name: String, containing labels: [String]) 
         if labels.allSatisfy({ line.contains($0) }), let v = line.split(separator: " ").last.flatMap({ Double($0) }) { return v }
     }
     return nil
+}
+
+final class RunFlag: Sendable {
+    let running = Atomic<Bool>(true)
 }
 
 func waitUntil(_ condition: () -> Bool) async {
@@ -297,14 +302,21 @@ func waitUntil(_ condition: () -> Bool) async {
         try h.startPMD(bridge: "br0")
         let rx = try #require(h.ports.port(named: "in"))
         let tx = try #require(h.ports.port(named: "out"))
+        let sending = RunFlag()
         let sender = Task.detached {
-            for i in 0..<2000 {
-                _ = rx.inject(udpFrame(sourcePort: UInt16(i)))
-                if i % 100 == 0 { _ = tx.takeTransmitted(); try? await Task.sleep(for: .milliseconds(1)) }
+            var i = 0
+            while sending.running.load(ordering: .relaxed) {
+                _ = rx.inject(udpFrame(sourcePort: UInt16(truncatingIfNeeded: i)))
+                i += 1
+                if i % 50 == 0 { _ = tx.takeTransmitted(); try? await Task.sleep(for: .milliseconds(1)) }
             }
         }
+        // Scrape only once traffic is visibly flowing, and while it still flows.
+        await waitUntil { (try? h.service.port(bridge: "br0", number: 2).statistics.txPackets) ?? 0 > 100 }
         let scrape = try h.curl("GET", "/metrics", http2: true)
+        sending.running.store(false, ordering: .relaxed)
         await sender.value
+        #expect(metricValue(scrape.body, "oko_port_tx_packets_total", containing: [#"port="out""#]) ?? 0 > 100)
         #expect(scrape.headers.contains("text/plain; version=0.0.4"))
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("oko-scrape-\(UUID().uuidString).prom")
         try scrape.body.write(to: file, atomically: true, encoding: .utf8)
