@@ -14,6 +14,13 @@
 //   (the API's own body limit, below the server's), 415, 422 (well-formed but not doable).
 // - Audit: every request that changes state logs one line: who (token name), what (method, path), result.
 // - Programs and maps are served by another module later through `ProgramCatalogue`; no routes yet.
+// - Wiring (okod): `let service = SwitchService(portFactory: dpdkFactory, buffers: { mempool })`;
+//   `service.register(pmd:)` for each PMD thread (for /metrics); `service.ready` false until the
+//   configuration is restored (/readyz 503); `HTTPServer(configuration:, handler: ManagementAPI(service:,
+//   access:))`. Keep `maxBodyBytes` below the server's limit so oversize bodies get a problem document.
+// - Limits: a bulk add applies rules one by one (the bridge republishes a snapshot per rule), so very
+//   large bulks are slow until OkoDatapath offers a batch add; routes run on the event loop, so okod may
+//   prefer `runHandlersOnEventLoop = false` for big bulks.
 import Logging
 import OkoDatapath
 import OkoHTTP
