@@ -334,4 +334,34 @@ func waitUntil(_ condition: () -> Bool) async {
         #expect(process.terminationStatus == 0, "promtool: \(report)")
         #expect(scrape.body.contains("oko_rule_packets_total{"))
     }
+    @Test func multiplexedHTTP2RequestsOnOneConnectionAllApply() async throws {
+        let h = try await Harness()
+        defer { Task { await h.stop() } }
+        _ = try h.curl("POST", "/v1/bridges", body: #"{"name":"br0"}"#)
+        _ = try h.curl("POST", "/v1/bridges/br0/ports", body: #"{"devargs":"memory0"}"#)
+        let bodyFile = FileManager.default.temporaryDirectory.appendingPathComponent("oko-h2load-\(UUID().uuidString)")
+        try "priority=100,in_port=1,actions=drop".write(to: bodyFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: bodyFile) }
+        // h2load: 40 POSTs over one HTTP/2 connection, up to 20 streams at a time (same rule: add replaces it).
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/h2load")
+        process.arguments = ["-n", "40", "-c", "1", "-m", "20", "-d", bodyFile.path,
+                             "-H", "authorization: Bearer \(adminToken)", "-H", "content-type: text/plain",
+                             h.base + "/v1/bridges/br0/flows"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let report = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(report.contains("40 succeeded"), "\(report)")
+        #expect(report.contains("status codes: 0 2xx") == false, "\(report)")
+        let scrape = try h.curl("GET", "/metrics").body
+        #expect(metricValue(scrape, "oko_api_requests_total", containing: [#"method="POST""#, #"code="201""#]) == 42, "\(scrape)")
+        guard case .array(let flows)? = try h.curl("GET", "/v1/bridges/br0/flows").json?["flows"] else {
+            Issue.record("no flows")
+            return
+        }
+        #expect(flows.count == 1)
+    }
 }
