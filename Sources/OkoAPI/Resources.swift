@@ -337,9 +337,15 @@ extension ManagementAPI {
         guard let inPort = body["in_port"]?.unsignedValue, inPort >= 1, inPort <= UInt64(UInt32.max) else {
             throw APIProblem(400, "in_port: required, an integer >= 1")
         }
-        guard body["fields"] == nil else { throw APIProblem(422, "fields: building a packet from fields is not supported yet; give 'packet' as hex") }
-        guard let hex = body["packet"]?.stringValue else { throw APIProblem(400, "packet: required, the frame as hex") }
-        guard hex.utf8.count % 2 == 0, let bytes = parseHex(hex) else { throw APIProblem(400, "packet: not an even-length hex string") }
+        let bytes: [UInt8]
+        if let fields = body["fields"] {
+            guard body["packet"] == nil else { throw APIProblem(400, "give either 'packet' or 'fields', not both") }
+            bytes = try packet(from: fields)
+        } else {
+            guard let hex = body["packet"]?.stringValue else { throw APIProblem(400, "packet: required (the frame as hex) unless 'fields' is given") }
+            guard hex.utf8.count % 2 == 0, let parsed = parseHex(hex) else { throw APIProblem(400, "packet: not an even-length hex string") }
+            bytes = parsed
+        }
         let report: TraceReport
         do { report = try s.trace(bridge: c.parameter("bridge"), bytes: bytes, inPort: UInt32(inPort)) } catch { throw APIProblem.from(error) }
         let ids: [String: UInt64] = (try? s.flows(bridge: c.parameter("bridge")))
@@ -362,6 +368,68 @@ extension ManagementAPI {
             return .object([("type", .string(String(type))), ("text", .string(text))])
         }
         return .json(.object([("steps", .array(steps)), ("actions", .array(actions)), ("text", .string(report.description))]))
+    }
+
+    /// Builds a minimal frame (Ethernet, optional 802.1Q, IPv4 + TCP/UDP/ICMP or ARP) from match fields.
+    static func packet(from fields: JSONValue) throws(APIProblem) -> [UInt8] {
+        guard case .object(let pairs) = fields else { throw APIProblem(400, "fields: expected an object of match fields") }
+        var spec = FlowSpec()
+        for (name, value) in pairs {
+            let text: String
+            switch value {
+            case .string(let s): text = s
+            case .integer(let v): text = String(v)
+            case .unsigned(let v): text = String(v)
+            default: throw APIProblem(400, "fields.\(name): expected a number or a string")
+            }
+            do { try spec.addMatch(name, text) } catch { throw APIProblem(400, "fields: \(error)") }
+        }
+        var numbers: [FlowField: UInt64] = [:]
+        for field in spec.match {
+            if field.name.hasPrefix("ipv6") || field.name == "filter_prog" || field.name == "in_port" || field.name == "metadata" {
+                if field.name == "in_port" || field.name == "metadata" { continue }
+                throw APIProblem(422, "fields: '\(field.name)' cannot be used to build a trace packet; give 'packet' as hex")
+            }
+            guard let f = FlowField(rawValue: field.name) else { continue }
+            let value = String(field.value.split(separator: "/").first ?? "")
+            do { numbers[f] = try FlowConversion.valueAndMask(field.name, f, value).0 } catch { throw APIProblem(400, "fields: \(error)") }
+        }
+        func be(_ v: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> UInt64(8 * (n - 1 - $0))) } }
+        let proto = numbers[.ipProto]
+        let ethType = numbers[.ethType] ?? (proto != nil || numbers[.ipv4Src] != nil || numbers[.ipv4Dst] != nil ? 0x0800 : 0x88B5)
+        var frame = be(numbers[.ethDst] ?? 0x0200_0000_0002, 6) + be(numbers[.ethSrc] ?? 0x0200_0000_0001, 6)
+        if let vid = numbers[.vlanVID] {
+            frame += [0x81, 0x00] + be((numbers[.vlanPCP] ?? 0) << 13 | (vid & 0x0FFF), 2)
+        }
+        frame += be(ethType, 2)
+        if ethType == 0x0800 {
+            let p = proto ?? 17
+            var l4: [UInt8]
+            switch p {
+            case 6:
+                l4 = be(numbers[.tcpSrc] ?? 1024, 2) + be(numbers[.tcpDst] ?? 80, 2) + [0, 0, 0, 1, 0, 0, 0, 0]
+                l4 += be(0x5000 | (numbers[.tcpFlags] ?? 0x002), 2) + [0xff, 0xff, 0, 0, 0, 0]
+            case 17: l4 = be(numbers[.udpSrc] ?? 1024, 2) + be(numbers[.udpDst] ?? 53, 2) + [0, 8, 0, 0]
+            case 1: l4 = [UInt8(numbers[.icmpv4Type] ?? 8), UInt8(numbers[.icmpv4Code] ?? 0), 0, 0, 0, 0, 0, 0]
+            default: l4 = []
+            }
+            let tos = (numbers[.ipDSCP] ?? 0) << 2 | (numbers[.ipECN] ?? 0)
+            var ip: [UInt8] = [0x45, UInt8(tos)] + be(UInt64(20 + l4.count), 2) + [0, 0, 0x40, 0]
+            ip += [UInt8(numbers[.ipTTL] ?? 64), UInt8(p), 0, 0] + be(numbers[.ipv4Src] ?? 0x0A00_0001, 4) + be(numbers[.ipv4Dst] ?? 0x0A00_0002, 4)
+            var sum: UInt32 = 0
+            for i in stride(from: 0, to: 20, by: 2) { sum += UInt32(ip[i]) << 8 | UInt32(ip[i + 1]) }
+            while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
+            let checksum = ~UInt16(sum)
+            ip[10] = UInt8(checksum >> 8)
+            ip[11] = UInt8(checksum & 0xFF)
+            frame += ip + l4
+        } else if ethType == 0x0806 {
+            frame += [0, 1, 0x08, 0, 6, 4] + be(numbers[.arpOp] ?? 1, 2)
+            frame += be(numbers[.arpSHA] ?? 0x0200_0000_0001, 6) + be(numbers[.arpSPA] ?? 0x0A00_0001, 4)
+            frame += be(numbers[.arpTHA] ?? 0, 6) + be(numbers[.arpTPA] ?? 0x0A00_0002, 4)
+        }
+        if frame.count < 60 { frame += [UInt8](repeating: 0, count: 60 - frame.count) }
+        return frame
     }
 
     static func parseHex(_ text: String) -> [UInt8]? {

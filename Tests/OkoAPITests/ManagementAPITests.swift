@@ -279,7 +279,13 @@ func waitUntil(_ condition: () -> Bool) async {
         #expect(text.body.contains("actions=output:2"))
         let trace = try h.curl("POST", "/v1/bridges/br0/trace", body: #"{"in_port":1,"packet":"\#(udpFrame().map { String(format: "%02x", $0) }.joined())"}"#)
         #expect(trace.status == 200, "\(trace.body)")
-        #expect(trace.json?["steps"] != nil)
+        guard case .array(let missSteps)? = trace.json?["steps"] else { Issue.record("no steps: \(trace.body)"); return }
+        #expect(missSteps.first?["flow"] == nil, "a UDP frame must miss the tcp rule: \(trace.body)")
+        let hit = try h.curl("POST", "/v1/bridges/br0/trace", body: #"{"in_port":1,"fields":{"eth_type":"0x0800","ip_proto":6,"tcp_dst":80}}"#)
+        #expect(hit.status == 200, "\(hit.body)")
+        guard case .array(let hitSteps)? = hit.json?["steps"] else { Issue.record("no steps: \(hit.body)"); return }
+        #expect(hitSteps.first?["flow"]?.unsignedValue == id, "\(hit.body)")
+        #expect(hit.json?["actions"] != .array([]), "\(hit.body)")
         #expect(try h.curl("DELETE", "/v1/bridges/br0/flows/\(id)").status == 204)
         #expect(try h.curl("GET", "/v1/bridges/br0/flows/\(id)").status == 404)
         #expect(try h.curl("DELETE", "/v1/bridges/br0/ports/2").status == 204)
