@@ -363,11 +363,32 @@ extension ManagementAPI {
             }
             return .object(pairs)
         }
+        // The datapath reports actions as ovs-style strings; map them onto the Action schema.
+        var outputs: [JSONValue] = []
         let actions: [JSONValue] = report.actions.map { text in
-            let type = text.prefix { $0.isLetter || $0 == "_" }
-            return .object([("type", .string(String(type))), ("text", .string(text))])
+            let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+            let argument = parts.count > 1 ? parts[1] : ""
+            switch parts[0] {
+            case "output":
+                if let n = UInt64(argument) { outputs.append(.unsigned(n)) }
+                return .object([("type", .string("output")), ("port", UInt64(argument).map { .unsigned($0) } ?? .string(argument))])
+            case "flood", "all", "normal":
+                return .object([("type", .string("output")), ("port", .string(parts[0]))])
+            case "controller":
+                return .object([("type", .string("output")), ("port", .string("controller")), ("max_len", .unsigned(UInt64(argument) ?? 0xFFFF))])
+            case "group":
+                return .object([("type", .string("group")), ("group_id", .unsigned(UInt64(argument) ?? 0))])
+            case "set_field":
+                let fv = argument.split(separator: "=", maxSplits: 1).map(String.init)
+                return .object([("type", .string("set_field")), ("field", .string(fv.first ?? "")), ("value", .string(fv.count > 1 ? fv[1] : ""))])
+            case "push_vlan":
+                return .object([("type", .string("push_vlan")), ("ethertype", .string(argument))])
+            default:
+                return .object([("type", .string(parts[0]))])
+            }
         }
-        return .json(.object([("steps", .array(steps)), ("actions", .array(actions)), ("text", .string(report.description))]))
+        return .json(.object([("steps", .array(steps)), ("actions", .array(actions)), ("outputs", .array(outputs)),
+                              ("text", .string(report.description))]))
     }
 
     /// Builds a minimal frame (Ethernet, optional 802.1Q, IPv4 + TCP/UDP/ICMP or ARP) from match fields.

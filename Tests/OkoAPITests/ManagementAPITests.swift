@@ -285,7 +285,8 @@ func waitUntil(_ condition: () -> Bool) async {
         #expect(hit.status == 200, "\(hit.body)")
         guard case .array(let hitSteps)? = hit.json?["steps"] else { Issue.record("no steps: \(hit.body)"); return }
         #expect(hitSteps.first?["flow"]?.unsignedValue == id, "\(hit.body)")
-        #expect(hit.json?["actions"] != .array([]), "\(hit.body)")
+        #expect(hit.json?["actions"] == .array([.object([("type", .string("output")), ("port", .unsigned(2))])]), "\(hit.body)")
+        #expect(hit.json?["outputs"] == .array([.unsigned(2)]), "\(hit.body)")
         #expect(try h.curl("DELETE", "/v1/bridges/br0/flows/\(id)").status == 204)
         #expect(try h.curl("GET", "/v1/bridges/br0/flows/\(id)").status == 404)
         #expect(try h.curl("DELETE", "/v1/bridges/br0/ports/2").status == 204)
