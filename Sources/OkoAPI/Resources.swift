@@ -211,6 +211,7 @@ extension ManagementAPI {
                 .object([("type", .string("apply_actions")), ("actions", r.spec.json["actions"] ?? .array([]))]),
             ])))
         }
+        pairs.append(("origin", .string(r.origin)))
         pairs.append(("text", .string(r.spec.ofctlText)))
         pairs.append(("stats", .object([
             ("packets", .unsigned(r.entry.packets)), ("bytes", .unsigned(r.entry.bytes)),

@@ -51,6 +51,9 @@ public struct FlowRecord: Sendable {
     public var id: UInt64
     public var spec: FlowSpec
     public var entry: FlowEntry
+    /// Who added the rule through this service (`rest`, `config`, ...); `openflow` for rules the service
+    /// first saw in the bridge (added by the OpenFlow endpoint directly).
+    public var origin: String
 }
 
 public struct BridgeSummary: Sendable {
@@ -81,6 +84,7 @@ public final class SwitchService: Sendable {
         // Guarded by the service's mutex.
         var devargs: [UInt32: String] = [:]
         var ids: [RuleKey: UInt64] = [:]
+        var origins: [RuleKey: String] = [:]
         var nextID: UInt64 = 1
         /// Serialises multi-step changes (bulk add with rollback) on this bridge.
         let changeLock = Mutex(())
@@ -203,7 +207,7 @@ public final class SwitchService: Sendable {
     // MARK: flows
 
     /// Adds rules all-or-nothing; returns them with their ids.
-    public func addFlows(bridge name: String, _ specs: [FlowSpec]) throws(SwitchError) -> [FlowRecord] {
+    public func addFlows(bridge name: String, _ specs: [FlowSpec], origin: String = "rest") throws(SwitchError) -> [FlowRecord] {
         let r = try record(name)
         // Convert everything first so syntax/semantic errors refuse the whole batch before any change.
         var converted: [(FlowSpec, FlowMatch, FlowInstructions)] = []
@@ -238,6 +242,7 @@ public final class SwitchService: Sendable {
                     throw .unprocessable(prefix + "\(error)")
                 }
             }
+            state.withLock { _ in for key in added { r.origins[key] = origin } }
             let entries = r.bridge.flows()
             return added.compactMap { key in
                 entries.first { $0.table == key.table && $0.priority == key.priority && $0.match == key.match }
@@ -248,14 +253,15 @@ public final class SwitchService: Sendable {
 
     private func record(for entry: FlowEntry, in r: BridgeRecord) -> FlowRecord {
         let key = RuleKey(table: entry.table, priority: entry.priority, match: entry.match)
-        let id = state.withLock { _ -> UInt64 in
-            if let id = r.ids[key] { return id }
+        let (id, origin) = state.withLock { _ -> (UInt64, String) in
+            let origin = r.origins[key] ?? "openflow"
+            if let id = r.ids[key] { return (id, origin) }
             let id = r.nextID
             r.nextID += 1
             r.ids[key] = id
-            return id
+            return (id, origin)
         }
-        return FlowRecord(id: id, spec: FlowConversion.spec(entry), entry: entry)
+        return FlowRecord(id: id, spec: FlowConversion.spec(entry), entry: entry, origin: origin)
     }
 
     /// Rules at least as specific as `filter`'s match (and of its table/cookie when given), by id order
@@ -276,7 +282,10 @@ public final class SwitchService: Sendable {
     /// Forgets ids of rules that no longer exist (expired, deleted by OpenFlow).
     private func pruneIDs(_ r: BridgeRecord) {
         let live = Set(r.bridge.flows().map { RuleKey(table: $0.table, priority: $0.priority, match: $0.match) })
-        state.withLock { _ in r.ids = r.ids.filter { live.contains($0.key) } }
+        state.withLock { _ in
+            r.ids = r.ids.filter { live.contains($0.key) }
+            r.origins = r.origins.filter { live.contains($0.key) }
+        }
     }
 
     public func flow(bridge name: String, id: UInt64) throws(SwitchError) -> FlowRecord {

@@ -133,6 +133,7 @@ func waitUntil(_ condition: () -> Bool) async {
         #expect(asText.body.contains("priority=5,ip,in_port=2,nw_dst=10.0.0.0/8 actions=output:1"), "\(asText.body)")
         let textRule = flows.first { $0["priority"]?.unsignedValue == 1 }
         #expect(textRule?["match"] == .object([("in_port", .unsigned(1))]))
+        #expect(textRule?["origin"]?.stringValue == "rest")
         #expect(textRule?["actions"] == .array([.object([("type", .string("output")), ("port", .unsigned(2))])]))
 
         let rx = try #require(h.ports.port(named: "p1"))
