@@ -199,6 +199,13 @@ func waitUntil(_ condition: () -> Bool) async {
                       mentioning: "port 7")
         expectProblem(try h.curl("POST", "/v1/bridges/br0/flows", body: "in_port=1,actions=output:2", contentType: "text/plain", http2: true),
                       422, mentioning: "port 2")
+        #expect(try h.curl("POST", "/v1/bridges/br0/flows", body: "priority=4,in_port=1,actions=drop", contentType: "text/plain").status == 201)
+        expectProblem(try h.curl("POST", "/v1/bridges/br0/flows",
+                                 body: #"{"priority":4,"check_overlap":true,"match":{"in_port":1,"eth_type":2048},"actions":[]}"#),
+                      409, mentioning: "overlapping")
+        // OkoSyntax checks OpenFlow prerequisites while parsing, so a missing one is a 400 naming the field.
+        expectProblem(try h.curl("POST", "/v1/bridges/br0/flows", body: #"{"match":{"tcp_dst":80},"actions":[]}"#), 400, mentioning: "tcp_dst")
+        #expect(try h.curl("DELETE", "/v1/bridges/br0/flows").json?["deleted"]?.unsignedValue == 1)
         // All-or-nothing: the second rule is refused, so the first one is not kept either.
         let bulk = try h.curl("POST", "/v1/bridges/br0/flows",
                               body: #"{"flows":[{"priority":3,"match":{"in_port":1},"actions":[]},{"match":{"in_port":1},"actions":[{"type":"output","port":9}]}]}"#)
