@@ -100,7 +100,11 @@ let package = Package(
             ],
             swiftSettings: swift6
         ),
-        .target(name: "OkoAPI", dependencies: ["OkoSyntax", "OkoHTTP", "OkoDatapath"], swiftSettings: swift6),
+        .target(
+            name: "OkoAPI",
+            dependencies: ["OkoSyntax", "OkoHTTP", "OkoDatapath", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swift6
+        ),
 
         // executables
         .executableTarget(
@@ -137,7 +141,6 @@ let package = Package(
         .testTarget(name: "OkoDPDKTests", dependencies: ["OkoDPDK"], swiftSettings: swift6),
         .testTarget(name: "OkoDatapathTests", dependencies: ["OkoDatapath"], swiftSettings: swift6),
         .testTarget(name: "OkoOpenFlowTests", dependencies: ["OkoOpenFlow"], swiftSettings: swift6),
-        .testTarget(name: "OkoSyntaxTests", dependencies: ["OkoSyntax"], swiftSettings: swift6),
         .testTarget(
             name: "OkoHTTPTests",
             dependencies: [
@@ -145,7 +148,8 @@ let package = Package(
             ],
             swiftSettings: swift6
         ),
-        .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI"], swiftSettings: swift6),
+        .testTarget(name: "OkoSyntaxTests", dependencies: ["OkoSyntax"], swiftSettings: swift6),
+        .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI", "OkoHTTP", "OkoDatapath", "OkoSyntax"], swiftSettings: swift6),
         .testTarget(name: "OkoStoreTests", dependencies: ["OkoStore"], swiftSettings: swift6),
         .testTarget(name: "OkodTests", dependencies: [], swiftSettings: swift6),
     ]

@@ -1,0 +1,376 @@
+// SwitchService: the control plane the management API (and later the OpenFlow endpoint and okod) drives.
+//
+// - Holds bridges (`OkoDatapath.Bridge`) by name with what the datapath does not keep: datapath id, fail
+//   mode, each port's devargs, and stable rule ids. Rules themselves (match, instructions, counters) live
+//   only in the bridge; a rule id is a service-side number keyed by (table, priority, match), assigned the
+//   first time the service sees the rule (added here or found in a listing), so rules added by OpenFlow
+//   get ids too.
+// - Ports are created through an injected `PortFactory` (devargs -> DatapathPort): okod plugs in DPDK,
+//   tests use in-memory ports.
+// - Converts `FlowSpec` (syntax, OkoSyntax) to datapath `FlowMatch`/`FlowInstructions`/`FlowAction` and
+//   back; what the datapath cannot do (ipv6_flabel, send_maps, ...) is a `SwitchError.unprocessable`.
+// - Threads: every method may be called concurrently (HTTP handlers run in parallel). Service state sits
+//   behind one Mutex held only for dictionary work; bridge calls serialise on the bridge's own mutex.
+//   Bulk adds are all-or-nothing: validated against a scratch conversion first, and rolled back on a
+//   datapath refusal, under the service's per-bridge change lock so concurrent changes do not interleave.
+import Foundation
+import OkoDatapath
+import OkoSyntax
+import Synchronization
+
+/// Errors of the control plane, each mapping to one HTTP status.
+public enum SwitchError: Error, CustomStringConvertible, Sendable, Equatable {
+    case notFound(String)
+    case conflict(String)
+    /// Well-formed but not doable (unknown port in an action, missing prerequisite, unsupported field).
+    case unprocessable(String)
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let s), .conflict(let s), .unprocessable(let s), .invalid(let s): s
+        }
+    }
+}
+
+/// Creates datapath ports from DPDK-style devargs (`net_af_packet0,iface=veth0`).
+public protocol PortFactory: Sendable {
+    func makePort(devargs: String, name: String?, buffers: any PacketBufferBackend) throws -> any DatapathPort
+}
+
+/// Seam for the program runtime (loading ELF objects, maps): implemented elsewhere, not routed yet.
+public protocol ProgramCatalogue: Sendable {
+    /// Number of programs loaded on `bridge` (for the bridge summary).
+    func programCount(bridge: String) -> Int
+    /// Metric families of programs and maps (`oko_program_*`, `oko_map_*`).
+    func metricFamilies() -> [MetricFamily]
+}
+
+/// A rule as the service reports it.
+public struct FlowRecord: Sendable {
+    public var id: UInt64
+    public var spec: FlowSpec
+    public var entry: FlowEntry
+    /// Who added the rule through this service (`rest`, `config`, ...); `openflow` for rules the service
+    /// first saw in the bridge (added by the OpenFlow endpoint directly).
+    public var origin: String
+}
+
+public struct BridgeSummary: Sendable {
+    public var name: String
+    public var datapathID: UInt64
+    public var failMode: String
+    public var ports: Int
+    public var flows: Int
+    public var programs: Int
+}
+
+public struct PortRecord: Sendable {
+    public var statistics: PortStatistics
+    public var devargs: String
+}
+
+public final class SwitchService: Sendable {
+    private struct RuleKey: Hashable {
+        var table: UInt8
+        var priority: UInt16
+        var match: FlowMatch
+    }
+
+    private final class BridgeRecord: @unchecked Sendable {
+        let bridge: Bridge
+        let datapathID: UInt64
+        let failMode: String
+        // Guarded by the service's mutex.
+        var devargs: [UInt32: String] = [:]
+        var ids: [RuleKey: UInt64] = [:]
+        var origins: [RuleKey: String] = [:]
+        var nextID: UInt64 = 1
+        /// Serialises multi-step changes (bulk add with rollback) on this bridge.
+        let changeLock = Mutex(())
+        init(bridge: Bridge, datapathID: UInt64, failMode: String) {
+            self.bridge = bridge
+            self.datapathID = datapathID
+            self.failMode = failMode
+        }
+    }
+
+    private let state = Mutex<[String: BridgeRecord]>([:])
+    private let portFactory: any PortFactory
+    private let makeBuffers: @Sendable () -> any PacketBufferBackend
+    public let programs: (any ProgramCatalogue)?
+    private let pmds = Mutex<[PMDThread]>([])
+    public let ready = Atomic<Bool>(true)
+
+    public init(portFactory: any PortFactory, programs: (any ProgramCatalogue)? = nil,
+                buffers: @escaping @Sendable () -> any PacketBufferBackend = { InMemoryPacketBuffers() }) {
+        self.portFactory = portFactory
+        self.programs = programs
+        self.makeBuffers = buffers
+    }
+
+    /// Registers a PMD thread so its counters are exported (scheduling PMDs is okod's business).
+    public func register(pmd: PMDThread) { pmds.withLock { $0.append(pmd) } }
+    public var pmdThreads: [PMDThread] { pmds.withLock { $0 } }
+
+    // MARK: bridges
+
+    public static func isValidName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, name.unicodeScalars.count <= 32,
+            first.isASCII, first.properties.isAlphabetic || ("0"..."9").contains(first) else { return false }
+        return name.unicodeScalars.allSatisfy {
+            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_.-".unicodeScalars.contains($0))
+        }
+    }
+
+    @discardableResult
+    public func createBridge(name: String, datapathID: UInt64? = nil, failMode: String = "secure") throws(SwitchError) -> Bridge {
+        guard Self.isValidName(name) else {
+            throw .invalid("name: '\(name)' must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+        }
+        return try state.withLock { bridges throws(SwitchError) -> Bridge in
+            guard bridges[name] == nil else { throw .conflict("bridge '\(name)' already exists") }
+            let dpid = datapathID ?? UInt64(truncatingIfNeeded: name.utf8.reduce(UInt64(1469598103934665603)) { ($0 ^ UInt64($1)) &* 1099511628211 }) & 0xFFFF_FFFF_FFFF
+            let bridge = Bridge(name: name, buffers: makeBuffers())
+            bridges[name] = BridgeRecord(bridge: bridge, datapathID: dpid, failMode: failMode)
+            return bridge
+        }
+    }
+
+    public func deleteBridge(name: String) throws(SwitchError) {
+        try state.withLock { bridges throws(SwitchError) in
+            guard bridges.removeValue(forKey: name) != nil else { throw .notFound("bridge '\(name)' does not exist") }
+        }
+    }
+
+    public func bridge(named name: String) throws(SwitchError) -> Bridge { try record(name).bridge }
+
+    private func record(_ name: String) throws(SwitchError) -> BridgeRecord {
+        guard let r = state.withLock({ $0[name] }) else { throw .notFound("bridge '\(name)' does not exist") }
+        return r
+    }
+
+    public func bridgeNames() -> [String] { state.withLock { $0.keys.sorted() } }
+
+    public func summary(_ name: String) throws(SwitchError) -> BridgeSummary {
+        let r = try record(name)
+        return BridgeSummary(name: name, datapathID: r.datapathID, failMode: r.failMode, ports: r.bridge.ports().count,
+                             flows: r.bridge.flows().count,
+                             programs: programs?.programCount(bridge: name) ?? r.bridge.programs().count)
+    }
+
+    // MARK: ports
+
+    public func ports(bridge name: String) throws(SwitchError) -> [PortRecord] {
+        let r = try record(name)
+        let devargs = state.withLock { _ in r.devargs }
+        return r.bridge.ports().sorted { $0.number < $1.number }.map { PortRecord(statistics: $0, devargs: devargs[$0.number] ?? "") }
+    }
+
+    public func port(bridge name: String, number: UInt32) throws(SwitchError) -> PortRecord {
+        guard let p = try ports(bridge: name).first(where: { $0.statistics.number == number }) else {
+            throw .notFound("port \(number) does not exist on bridge '\(name)'")
+        }
+        return p
+    }
+
+    public func addPort(bridge name: String, devargs: String, number: UInt32?, portName: String?) throws(SwitchError) -> PortRecord {
+        let r = try record(name)
+        if let portName, r.bridge.ports().contains(where: { $0.name == portName }) {
+            throw .conflict("a port named '\(portName)' already exists on bridge '\(name)'")
+        }
+        let port: any DatapathPort
+        do {
+            port = try portFactory.makePort(devargs: devargs, name: portName, buffers: r.bridge.buffers)
+        } catch {
+            throw .unprocessable("devargs '\(devargs)': \(error)")
+        }
+        let assigned: UInt32
+        do {
+            assigned = try r.bridge.addPort(port, number: number)
+        } catch {
+            switch error {
+            case .portNumberTaken: throw .conflict(error.description)
+            default: throw .unprocessable(error.description)
+            }
+        }
+        state.withLock { _ in r.devargs[assigned] = devargs }
+        return try self.port(bridge: name, number: assigned)
+    }
+
+    public func removePort(bridge name: String, number: UInt32) throws(SwitchError) {
+        let r = try record(name)
+        do { try r.bridge.removePort(number) } catch { throw .notFound("port \(number) does not exist on bridge '\(name)'") }
+        state.withLock { _ in r.devargs[number] = nil }
+    }
+
+    // MARK: flows
+
+    /// Adds rules all-or-nothing; returns them with their ids.
+    public func addFlows(bridge name: String, _ specs: [FlowSpec], origin: String = "rest") throws(SwitchError) -> [FlowRecord] {
+        let r = try record(name)
+        // Convert everything first so syntax/semantic errors refuse the whole batch before any change.
+        var converted: [(FlowSpec, FlowMatch, FlowInstructions)] = []
+        for (index, spec) in specs.enumerated() {
+            do {
+                converted.append((spec, try FlowConversion.match(spec), try FlowConversion.instructions(spec)))
+            } catch {
+                throw .unprocessable(specs.count > 1 ? "flows[\(index)]: \(error)" : "\(error)")
+            }
+        }
+        return try r.changeLock.withLock { _ throws(SwitchError) -> [FlowRecord] in
+            let before = r.bridge.flows()
+            var added: [RuleKey] = []
+            for (index, (spec, match, instructions)) in converted.enumerated() {
+                do {
+                    try r.bridge.addFlow(table: spec.table, priority: spec.priority, match: match, instructions: instructions,
+                                         cookie: spec.cookie, idleTimeout: spec.idleTimeout, hardTimeout: spec.hardTimeout,
+                                         sendFlowRemoved: spec.sendFlowRemoved, checkOverlap: spec.checkOverlap)
+                    added.append(RuleKey(table: spec.table, priority: spec.priority, match: match))
+                } catch {
+                    // Roll back: remove what this batch added and restore rules it replaced.
+                    for key in added {
+                        r.bridge.deleteFlows(table: key.table, match: key.match, strict: true, priority: key.priority)
+                    }
+                    for old in before where added.contains(RuleKey(table: old.table, priority: old.priority, match: old.match)) {
+                        try? r.bridge.addFlow(table: old.table, priority: old.priority, match: old.match,
+                                              instructions: old.instructions, cookie: old.cookie,
+                                              idleTimeout: old.idleTimeout, hardTimeout: old.hardTimeout)
+                    }
+                    let prefix = specs.count > 1 ? "flows[\(index)]: " : ""
+                    if (error as? FlowError) == .overlap { throw .conflict(prefix + "\(error)") }
+                    throw .unprocessable(prefix + "\(error)")
+                }
+            }
+            state.withLock { _ in for key in added { r.origins[key] = origin } }
+            let entries = r.bridge.flows()
+            return added.compactMap { key in
+                entries.first { $0.table == key.table && $0.priority == key.priority && $0.match == key.match }
+                    .map { self.record(for: $0, in: r) }
+            }
+        }
+    }
+
+    private func record(for entry: FlowEntry, in r: BridgeRecord) -> FlowRecord {
+        let key = RuleKey(table: entry.table, priority: entry.priority, match: entry.match)
+        let (id, origin) = state.withLock { _ -> (UInt64, String) in
+            let origin = r.origins[key] ?? "openflow"
+            if let id = r.ids[key] { return (id, origin) }
+            let id = r.nextID
+            r.nextID += 1
+            r.ids[key] = id
+            return (id, origin)
+        }
+        return FlowRecord(id: id, spec: FlowConversion.spec(entry), entry: entry, origin: origin)
+    }
+
+    /// Rules at least as specific as `filter`'s match (and of its table/cookie when given), by id order
+    /// within priority order as the bridge lists them.
+    public func flows(bridge name: String, table: UInt8? = nil, filter: FlowSpec = FlowSpec(),
+                      cookie: UInt64? = nil, cookieMask: UInt64 = ~0) throws(SwitchError) -> [FlowRecord] {
+        let r = try record(name)
+        let match: FlowMatch
+        do { match = try FlowConversion.match(filter, checkPrerequisites: false) } catch { throw .invalid("\(error)") }
+        let entries = r.bridge.flows(table: table, match: match)
+            .filter { cookie == nil || $0.cookie & cookieMask == cookie! & cookieMask }
+            .filter { match.filterProgram == nil || $0.match.filterProgram == match.filterProgram }
+        let records = entries.map { record(for: $0, in: r) }
+        pruneIDs(r)
+        return records.sorted { $0.id < $1.id }
+    }
+
+    /// Forgets ids of rules that no longer exist (expired, deleted by OpenFlow).
+    private func pruneIDs(_ r: BridgeRecord) {
+        let live = Set(r.bridge.flows().map { RuleKey(table: $0.table, priority: $0.priority, match: $0.match) })
+        state.withLock { _ in
+            r.ids = r.ids.filter { live.contains($0.key) }
+            r.origins = r.origins.filter { live.contains($0.key) }
+        }
+    }
+
+    public func flow(bridge name: String, id: UInt64) throws(SwitchError) -> FlowRecord {
+        let r = try record(name)
+        guard let key = state.withLock({ _ in r.ids.first { $0.value == id }?.key }),
+            let entry = r.bridge.flows(table: key.table, match: key.match).first(where: { $0.priority == key.priority && $0.match == key.match })
+        else { throw .notFound("flow \(id) does not exist on bridge '\(name)'") }
+        return record(for: entry, in: r)
+    }
+
+    /// ovs-ofctl mod-flows: replaces the instructions of the rules `spec`'s match selects.
+    public func modifyFlows(bridge name: String, _ spec: FlowSpec, strict: Bool) throws(SwitchError) -> Int {
+        let r = try record(name)
+        do {
+            let match = try FlowConversion.match(spec, checkPrerequisites: false)
+            let instructions = try FlowConversion.instructions(spec)
+            return try r.bridge.modifyFlows(table: spec.table, match: match, strict: strict,
+                                            priority: strict ? spec.priority : nil, instructions: instructions)
+        } catch let error as SwitchError { throw error } catch let error as FlowError {
+            throw .unprocessable(error.description)
+        } catch { throw .unprocessable("\(error)") }
+    }
+
+    /// Changes one rule: instructions (when given), cookie, timeouts; `resetCounts` zeroes its counters.
+    public func modifyFlow(bridge name: String, id: UInt64, instructions: FlowInstructions?, cookie: UInt64?,
+                           idleTimeout: UInt16?, hardTimeout: UInt16?, resetCounts: Bool) throws(SwitchError) -> FlowRecord {
+        let r = try record(name)
+        let current = try flow(bridge: name, id: id).entry
+        do {
+            let needsReplace = resetCounts || cookie != nil || idleTimeout != nil || hardTimeout != nil
+            if needsReplace {
+                // The datapath keeps counters only through modify; a re-add replaces the rule (new counters).
+                try r.bridge.addFlow(table: current.table, priority: current.priority, match: current.match,
+                                     instructions: instructions ?? current.instructions, cookie: cookie ?? current.cookie,
+                                     idleTimeout: idleTimeout ?? current.idleTimeout, hardTimeout: hardTimeout ?? current.hardTimeout)
+            } else if let instructions {
+                try r.bridge.modifyFlows(table: current.table, match: current.match, strict: true,
+                                         priority: current.priority, instructions: instructions)
+            }
+        } catch { throw .unprocessable(error.description) }
+        return try flow(bridge: name, id: id)
+    }
+
+    public func deleteFlow(bridge name: String, id: UInt64) throws(SwitchError) {
+        let r = try record(name)
+        let entry = try flow(bridge: name, id: id).entry
+        r.bridge.deleteFlows(table: entry.table, match: entry.match, strict: true, priority: entry.priority)
+        pruneIDs(r)
+    }
+
+    /// ovs-ofctl del-flows; returns how many rules were removed.
+    public func deleteFlows(bridge name: String, table: UInt8?, filter: FlowSpec, strict: Bool, priority: UInt16?,
+                            cookie: UInt64?, cookieMask: UInt64, outPort: UInt32?) throws(SwitchError) -> Int {
+        let r = try record(name)
+        let match: FlowMatch
+        do { match = try FlowConversion.match(filter, checkPrerequisites: false) } catch { throw .invalid("\(error)") }
+        let removed = r.bridge.deleteFlows(table: table, match: match, strict: strict, priority: strict ? (priority ?? filter.priority) : priority,
+                                           cookie: cookie ?? 0, cookieMask: cookie == nil ? 0 : cookieMask,
+                                           outPort: outPort ?? OFPort.any)
+        pruneIDs(r)
+        return removed.count
+    }
+
+    public func trace(bridge name: String, bytes: [UInt8], inPort: UInt32) throws(SwitchError) -> TraceReport {
+        try record(name).bridge.trace(bytes: bytes, inPort: inPort)
+    }
+}
+
+/// In-memory ports for tests and lab use: devargs starting with `memory` or `net_memory`; the port's name
+/// is the given name or the devargs. Keeps the ports it made so tests can inject and collect frames.
+public final class InMemoryPortFactory: PortFactory {
+    private let made = Mutex<[String: InMemoryPort]>([:])
+    public init() {}
+
+    public func port(named name: String) -> InMemoryPort? { made.withLock { $0[name] } }
+
+    public func makePort(devargs: String, name: String?, buffers: any PacketBufferBackend) throws -> any DatapathPort {
+        guard devargs.hasPrefix("memory") || devargs.hasPrefix("net_memory") else {
+            throw SwitchError.unprocessable("the in-memory port factory only accepts 'memory...' devargs")
+        }
+        guard let memoryBuffers = buffers as? InMemoryPacketBuffers else {
+            throw SwitchError.unprocessable("in-memory ports need in-memory packet buffers")
+        }
+        let port = InMemoryPort(name: name ?? devargs, buffers: memoryBuffers)
+        made.withLock { $0[port.name] = port }
+        return port
+    }
+}
