@@ -110,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "okod",
             dependencies: [
-                "OkoDatapath", "OkoDPDK",
+                "OkoDatapath", "OkoDPDK", "OkoAPI", "OkoHTTP", "OkoSyntax",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),

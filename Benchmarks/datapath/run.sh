@@ -42,20 +42,28 @@ def write(path, n):
 write(sys.argv[1] + "/n1.pcap", 1); write(sys.argv[1] + "/n10k.pcap", 10000)
 PY
 
-# run_okod NAME PCAP [FLOWS_FILE]: median port-2 transmit rate (Mpps) over the window.
+# Rule sets of the issue's cases, as in the peer script.
+printf 'priority=10,in_port=1,actions=output:2\n' > "$work/of_a.txt"
+printf 'priority=10,in_port=1,udp,actions=output:2\n' > "$work/of_b.txt"
+{ for i in $(seq 0 999); do echo "priority=10,ip,nw_dst=198.19.$((i/256)).$((i%256)),actions=output:2"; done
+  echo "priority=0,actions=drop"; } > "$work/of_c.txt"
+
+# run_okod NAME PCAP FLOWS_FILE: median port-2 transmit rate (Mpps) over the window.
 run_okod() {
-    local name=$1 pcap=$2 flows=${3:-}
+    local name=$1 pcap=$2 flows=$3
     local config=$work/$name.yaml out=$work/$name.log
     {
         echo 'dpdk: {eal_args: ["-l", "0-1", "--no-pci"], mbufs: 32768}'
         echo "stats_interval: 1"
         echo "log_level: info"
+        echo "api: {listen: \"127.0.0.1:0\", token_file: \"$work/tokens\"}"
         echo "bridges:"
         echo "  - name: br0"
         echo "    ports:"
         echo "      - devargs: \"net_pcap0,rx_pcap=$pcap,infinite_rx=1\""
         echo "      - devargs: \"net_null0,no-rx=1\""
-        if [ -n "$flows" ]; then echo "    flows_file: $flows"; fi
+        echo "    flows:"
+        sed 's/.*/      - "&"/' "$flows"
     } > "$config"
     "$okod" --config "$config" > "$out" 2>&1 &
     local pid=$!
@@ -66,11 +74,12 @@ run_okod() {
 }
 
 declare -A oko
-cases=("xconnect-n1:$work/n1.pcap" "xconnect-n10k:$work/n10k.pcap")
+cases=("a-1rule-n1:$work/n1.pcap:$work/of_a.txt" "b-udprule-n10k:$work/n10k.pcap:$work/of_b.txt"
+       "c-1000rules-n10k:$work/n10k.pcap:$work/of_c.txt")
 for rep in $(seq 1 "$REPS"); do
     for entry in "${cases[@]}"; do
-        name=${entry%%:*} pcap=${entry#*:}
-        rate=$(run_okod "$name" "$pcap")
+        IFS=: read -r name pcap flows <<< "$entry"
+        rate=$(run_okod "$name" "$pcap" "$flows")
         log "okod $name rep $rep: $rate Mpps"
         oko[$name]="${oko[$name]:-} $rate"
     done

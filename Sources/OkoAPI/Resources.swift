@@ -489,7 +489,7 @@ extension ManagementAPI {
         for name in service.bridgeNames() {
             guard let bridge = try? service.bridge(named: name) else { continue }
             for p in bridge.ports() {
-                let labels = [("bridge", name), ("port", p.name)]
+                let labels = [("bridge", name), ("port", String(p.number)), ("port_name", p.name)]
                 rxP.add(p.rxPackets, labels)
                 txP.add(p.txPackets, labels)
                 rxB.add(p.rxBytes, labels)

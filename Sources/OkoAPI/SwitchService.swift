@@ -101,6 +101,21 @@ public final class SwitchService: Sendable {
     public let programs: (any ProgramCatalogue)?
     private let pmds = Mutex<[PMDThread]>([])
     public let ready = Atomic<Bool>(true)
+    private let bridgesChanged = Mutex<(@Sendable ([Bridge]) -> Void)?>(nil)
+
+    /// Called (outside the service's lock) with every bridge after one is created or deleted: okod uses it
+    /// to give its poll-mode threads the new set.
+    public func onBridgesChanged(_ handler: @escaping @Sendable ([Bridge]) -> Void) {
+        bridgesChanged.withLock { $0 = handler }
+    }
+
+    /// Every bridge, ordered by name.
+    public var bridges: [Bridge] { state.withLock { records in records.keys.sorted().map { records[$0]!.bridge } } }
+
+    private func notifyBridgesChanged() {
+        guard let handler = bridgesChanged.withLock({ $0 }) else { return }
+        handler(bridges)
+    }
 
     public init(portFactory: any PortFactory, programs: (any ProgramCatalogue)? = nil,
                 buffers: @escaping @Sendable () -> any PacketBufferBackend = { InMemoryPacketBuffers() }) {
@@ -111,6 +126,8 @@ public final class SwitchService: Sendable {
 
     /// Registers a PMD thread so its counters are exported (scheduling PMDs is okod's business).
     public func register(pmd: PMDThread) { pmds.withLock { $0.append(pmd) } }
+    /// Replaces the exported poll-mode threads (okod restarts them when the bridge set changes).
+    public func replacePMDs(_ threads: [PMDThread]) { pmds.withLock { $0 = threads } }
     public var pmdThreads: [PMDThread] { pmds.withLock { $0 } }
 
     // MARK: bridges
@@ -128,19 +145,22 @@ public final class SwitchService: Sendable {
         guard Self.isValidName(name) else {
             throw .invalid("name: '\(name)' must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
         }
-        return try state.withLock { bridges throws(SwitchError) -> Bridge in
+        let created = try state.withLock { bridges throws(SwitchError) -> Bridge in
             guard bridges[name] == nil else { throw .conflict("bridge '\(name)' already exists") }
             let dpid = datapathID ?? UInt64(truncatingIfNeeded: name.utf8.reduce(UInt64(1469598103934665603)) { ($0 ^ UInt64($1)) &* 1099511628211 }) & 0xFFFF_FFFF_FFFF
             let bridge = Bridge(name: name, buffers: makeBuffers())
             bridges[name] = BridgeRecord(bridge: bridge, datapathID: dpid, failMode: failMode)
             return bridge
         }
+        notifyBridgesChanged()
+        return created
     }
 
     public func deleteBridge(name: String) throws(SwitchError) {
         try state.withLock { bridges throws(SwitchError) in
             guard bridges.removeValue(forKey: name) != nil else { throw .notFound("bridge '\(name)' does not exist") }
         }
+        notifyBridgesChanged()
     }
 
     public func bridge(named name: String) throws(SwitchError) -> Bridge { try record(name).bridge }

@@ -11,6 +11,7 @@
 // - Buffers come from one `PacketPool` per process; clones for flooding and packet-outs are new mbufs.
 import CDPDK
 import OkoDPDK
+import Synchronization
 
 /// mbufs from a DPDK mempool.
 public final class DPDKPacketBuffers: PacketBufferBackend, @unchecked Sendable {
@@ -62,7 +63,21 @@ public final class DPDKPort: DatapathPort, @unchecked Sendable {
         }
     }
 
-    deinit { for array in mbufArrays { array.deallocate() } }
+    private let closed = Atomic<Bool>(false)
+
+    /// Stops and detaches the device (once). Called when the port leaves its bridge for good, or at shutdown
+    /// before the EAL is cleaned up.
+    public func close() {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing), EAL.isInitialised else { return }
+        port.stop()
+        port.detach()
+    }
+
+    deinit {
+        // The last reference goes once no poll-mode thread can still see the port (epoch reclamation).
+        close()
+        for array in mbufArrays { array.deallocate() }
+    }
 
     @inline(__always)
     private func array(_ queue: Int) -> UnsafeMutablePointer<OpaquePointer?> { mbufArrays[queue % mbufArrays.count] }

@@ -1,27 +1,29 @@
 import Dispatch
 import Foundation
 import Logging
+import OkoAPI
 import OkoDPDK
+import OkoDatapath
+import OkoHTTP
+import Synchronization
 
-/// The running appliance: EAL, one mempool, the configured bridges' ports and their poll-mode threads.
+/// The running appliance: EAL and mempool, the switch service (bridges, ports, rules) with its DPDK ports,
+/// poll-mode threads on dedicated lcores, and the management API.
 ///
-/// Threads: created, started and stopped on the main thread; each forwarder runs on its own worker lcore.
+/// Threads: created, started and stopped on the main thread; each poll-mode thread owns one worker lcore;
+/// the API runs on SwiftNIO's event loop; bridge creation through the API restarts the poll-mode threads with
+/// the new bridge set (`PMDScheduler`).
 final class Appliance: @unchecked Sendable {
-    struct BridgePorts {
-        let name: String
-        let ports: [(ofport: UInt32, port: EthernetPort)]
-        let forwarder: CrossConnect?
-    }
-
     private let logger: Logger
     private let pool: PacketPool
-    private let bridges: [BridgePorts]
-    private var launched: [UInt32] = []
+    private let service: SwitchService
+    private let portFactory: DPDKPortFactory
+    private let scheduler: PMDScheduler
+    private let server: HTTPServer
     private let statsInterval: Double
     private var statsTimer: DispatchSourceTimer?
-    private var lastSnapshot: [String: PortCounters.Snapshot] = [:]
+    private var lastSnapshot: [String: PortStatistics] = [:]
     private var lastSnapshotTime = DispatchTime.now()
-    private let pmdCores: [UInt32]
 
     init(configuration: Configuration, logger: Logger) throws {
         self.logger = logger
@@ -34,63 +36,90 @@ final class Appliance: @unchecked Sendable {
         EAL.setLogLevel(5)
 
         let workers = EAL.workerLcores
-        if configuration.pmdCores.isEmpty {
-            pmdCores = workers
-        } else {
-            for core in configuration.pmdCores where !workers.contains(core) {
-                throw ConfigurationError("pmd_cores", "lcore \(core) is not an enabled worker lcore (workers: \(workers))")
-            }
-            pmdCores = configuration.pmdCores
+        var cores = configuration.pmdCores.isEmpty ? workers : configuration.pmdCores
+        for core in cores where !workers.contains(core) {
+            throw ConfigurationError("pmd_cores", "lcore \(core) is not an enabled worker lcore (workers: \(workers))")
         }
-        pool = try PacketPool(name: "oko_mbufs", count: configuration.mbufs)
-
-        var bridges: [BridgePorts] = []
-        for bridge in configuration.bridges {
-            var ports: [(UInt32, EthernetPort)] = []
-            var nextOfport: UInt32 = 1
-            for portConfig in bridge.ports {
-                let port = try EthernetPort(devargs: portConfig.devargs)
-                try port.start(pool: pool)
-                let ofport = portConfig.ofport ?? nextOfport
-                nextOfport = max(nextOfport, ofport) + 1
-                ports.append((ofport, port))
-                logger.info("bridge \(bridge.name): port \(ofport) is \(port.name) (dpdk port \(port.id), '\(portConfig.devargs)')")
-            }
-            ports.sort { $0.0 < $1.0 }
-            var forwarder: CrossConnect?
-            if ports.count >= 2 {
-                forwarder = CrossConnect(ports[0].1, ports[1].1)
-                if ports.count > 2 {
-                    logger.warning("bridge \(bridge.name): ports after \(ports[1].0) are attached but idle until flow rules exist")
-                }
-            }
-            bridges.append(BridgePorts(name: bridge.name, ports: ports, forwarder: forwarder))
-        }
-        self.bridges = bridges
-        let needed = bridges.filter { $0.forwarder != nil }.count
-        if needed > 0 && pmdCores.isEmpty {
+        if cores.isEmpty {
             throw ConfigurationError("dpdk.eal_args", "no worker lcore for poll-mode threads: enable at least two lcores (e.g. -l 0-1)")
         }
-    }
+        cores.sort()
+        pool = try PacketPool(name: "oko_mbufs", count: configuration.mbufs)
+        portFactory = DPDKPortFactory(pool: pool, transmitQueues: cores.count)
+        let pool = self.pool
+        service = SwitchService(portFactory: portFactory, buffers: { DPDKPacketBuffers(pool: pool) })
+        scheduler = PMDScheduler(cores: cores, service: service, logger: logger)
 
-    func start() {
-        var coreIndex = 0
-        for bridge in bridges {
-            guard let forwarder = bridge.forwarder else { continue }
-            let core = pmdCores[coreIndex % pmdCores.count]
-            coreIndex += 1
-            if launched.contains(core) {
-                logger.warning("bridge \(bridge.name): lcore \(core) is busy; its ports stay idle")
-                continue
+        for (bridgeIndex, bridge) in configuration.bridges.enumerated() {
+            try service.createBridge(name: bridge.name)
+            for (portIndex, port) in bridge.ports.enumerated() {
+                do {
+                    let record = try service.addPort(bridge: bridge.name, devargs: port.devargs, number: port.ofport, portName: port.name)
+                    logger.info("bridge \(bridge.name): port \(record.statistics.number) is \(record.statistics.name) ('\(port.devargs)')")
+                } catch {
+                    throw StartupError("bridges[\(bridgeIndex)].ports[\(portIndex)]: \(error)")
+                }
             }
-            do {
-                try EAL.launch(lcore: core) { forwarder.run() }
-                launched.append(core)
-                logger.info("bridge \(bridge.name): poll-mode thread on lcore \(core) forwarding port \(bridge.ports[0].ofport) <-> port \(bridge.ports[1].ofport)")
-            } catch {
-                logger.error("bridge \(bridge.name): cannot launch poll-mode thread: \(error)")
+            if !bridge.flows.isEmpty {
+                do {
+                    _ = try service.addFlows(bridge: bridge.name, bridge.flows, origin: "config")
+                } catch {
+                    throw StartupError("bridges[\(bridgeIndex)].flows: \(error)")
+                }
+                logger.info("bridge \(bridge.name): \(bridge.flows.count) rules from the configuration")
             }
         }
+
+        let (host, port) = try Self.split(listen: configuration.apiListen)
+        let tokens = try AccessControl.loadOrCreate(path: configuration.apiTokenFile)
+        logger.notice("API tokens: \(configuration.apiTokenFile)\(tokens.created ? " (created with a new admin token)" : "")")
+        let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
+        let api = ManagementAPI(
+            service: service, access: AccessControl(tokens: tokens.tokens, requireTokenForReads: !loopback),
+            logger: Logger(label: "oko.api"))
+        var httpConfiguration = HTTPServerConfiguration(host: host, port: port)
+        httpConfiguration.logger = Logger(label: "oko.http")
+        server = HTTPServer(configuration: httpConfiguration, handler: api)
+    }
+
+    struct StartupError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    static func split(listen: String) throws -> (String, Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            throw ConfigurationError("api.listen", "'\(listen)' is not HOST:PORT")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
+    func start() throws {
+        scheduler.restart(bridges: service.bridges)
+        let scheduler = self.scheduler
+        service.onBridgesChanged { bridges in scheduler.restart(bridges: bridges) }
+
+        // The server starts on NIO's threads; wait here so a failure (address in use) stops start-up.
+        let result = Mutex<(any Error)??>(nil)
+        let started = DispatchSemaphore(value: 0)
+        let server = self.server
+        Task {
+            do {
+                try await server.start()
+                result.withLock { $0 = .some(nil) }
+            } catch {
+                result.withLock { $0 = .some(error) }
+            }
+            started.signal()
+        }
+        started.wait()
+        if let failure = result.withLock({ $0 }) ?? nil {
+            throw StartupError("management API on \(server.configuration.host):\(server.configuration.port): \(failure)")
+        }
+        logger.info("management API listening on \(server.configuration.host):\(server.port ?? server.configuration.port)")
+
         if statsInterval > 0 {
             let timer = DispatchSource.makeTimerSource(queue: .main)
             timer.schedule(deadline: .now() + statsInterval, repeating: statsInterval)
@@ -105,36 +134,118 @@ final class Appliance: @unchecked Sendable {
         let now = DispatchTime.now()
         let seconds = Double(now.uptimeNanoseconds - lastSnapshotTime.uptimeNanoseconds) / 1e9
         lastSnapshotTime = now
-        for bridge in bridges {
-            guard let forwarder = bridge.forwarder else { continue }
-            for (index, counters) in [forwarder.counters.0, forwarder.counters.1].enumerated() {
-                let ofport = bridge.ports[index].ofport
-                let key = "\(bridge.name)/\(ofport)"
-                let snapshot = counters.snapshot
+        for name in service.bridgeNames() {
+            guard let ports = try? service.ports(bridge: name) else { continue }
+            for port in ports {
+                let stats = port.statistics
+                let key = "\(name)/\(stats.number)"
                 let previous = lastSnapshot[key]
-                lastSnapshot[key] = snapshot
+                lastSnapshot[key] = stats
                 func mpps(_ now: UInt64, _ before: UInt64?) -> String {
                     guard let before, seconds > 0 else { return "-" }
                     return String(format: "%.3f", Double(now &- before) / seconds / 1e6)
                 }
-                logger.info("bridge \(bridge.name) port \(ofport): rx_packets=\(snapshot.rxPackets) rx_bytes=\(snapshot.rxBytes) tx_packets=\(snapshot.txPackets) tx_bytes=\(snapshot.txBytes) tx_dropped=\(snapshot.txDropped) rx_mpps=\(mpps(snapshot.rxPackets, previous?.rxPackets)) tx_mpps=\(mpps(snapshot.txPackets, previous?.txPackets))")
+                logger.info("bridge \(name) port \(stats.number): rx_packets=\(stats.rxPackets) rx_bytes=\(stats.rxBytes) tx_packets=\(stats.txPackets) tx_bytes=\(stats.txBytes) tx_dropped=\(stats.txDrops) rx_mpps=\(mpps(stats.rxPackets, previous?.rxPackets)) tx_mpps=\(mpps(stats.txPackets, previous?.txPackets))")
             }
         }
     }
 
-    /// Stops poll-mode threads, then ports, then the EAL.
+    /// Stops the API, then the poll-mode threads, then the ports, then the EAL.
     func stop() {
         statsTimer?.cancel()
-        for bridge in bridges { bridge.forwarder?.stop() }
-        for core in launched { EAL.wait(lcore: core) }
-        launched.removeAll()
-        logCounters()
-        for bridge in bridges {
-            for (_, port) in bridge.ports {
-                port.stop()
-                port.detach()
-            }
+        let stopped = DispatchSemaphore(value: 0)
+        let server = self.server
+        Task {
+            await server.shutdown(gracePeriod: .milliseconds(300))
+            stopped.signal()
         }
+        _ = stopped.wait(timeout: .now() + 0.5)
+        scheduler.stopAll()
+        logCounters()
+        portFactory.closeAll()
         EAL.cleanup()
+    }
+}
+
+/// Creates DPDK ports for the switch service and remembers them so they can be closed before the EAL goes.
+final class DPDKPortFactory: PortFactory, @unchecked Sendable {
+    private let pool: PacketPool
+    private let transmitQueues: Int
+    private let made = Mutex<[WeakPort]>([])
+
+    private final class WeakPort: @unchecked Sendable {
+        weak var port: DPDKPort?
+        init(_ port: DPDKPort) { self.port = port }
+    }
+
+    init(pool: PacketPool, transmitQueues: Int) {
+        self.pool = pool
+        self.transmitQueues = transmitQueues
+    }
+
+    func makePort(devargs: String, name: String?, buffers: any PacketBufferBackend) throws -> any DatapathPort {
+        let ethernet = try EthernetPort(devargs: devargs)
+        let port: DPDKPort
+        do {
+            port = try DPDKPort(port: ethernet, pool: pool, transmitQueues: transmitQueues)
+        } catch {
+            ethernet.detach()
+            throw error
+        }
+        made.withLock { list in
+            list.removeAll { $0.port == nil }
+            list.append(WeakPort(port))
+        }
+        return port
+    }
+
+    func closeAll() {
+        for entry in made.withLock({ $0 }) { entry.port?.close() }
+    }
+}
+
+/// Runs one poll-mode thread per configured lcore over the current bridges; restarting them is how a new
+/// bridge set takes effect (ports and rules change without a restart, through the bridges' snapshots).
+final class PMDScheduler: @unchecked Sendable {
+    private let cores: [UInt32]
+    private let service: SwitchService
+    private let logger: Logger
+    private let running = Mutex<[(core: UInt32, pmd: PMDThread)]>([])
+
+    init(cores: [UInt32], service: SwitchService, logger: Logger) {
+        self.cores = cores
+        self.service = service
+        self.logger = logger
+    }
+
+    func restart(bridges: [Bridge]) {
+        running.withLock { running in
+            Self.stop(&running)
+            guard !bridges.isEmpty else {
+                service.replacePMDs([])
+                return
+            }
+            for (index, core) in cores.enumerated() {
+                let pmd = PMDThread(bridges: bridges, index: index, threadCount: cores.count)
+                do {
+                    try EAL.launch(lcore: core) { pmd.run() }
+                    running.append((core, pmd))
+                } catch {
+                    logger.error("cannot launch the poll-mode thread on lcore \(core): \(error)")
+                }
+            }
+            service.replacePMDs(running.map(\.pmd))
+            logger.info("poll-mode threads on lcores \(running.map(\.core)) serve bridges \(bridges.map(\.name))")
+        }
+    }
+
+    func stopAll() { running.withLock { Self.stop(&$0) } }
+
+    private static func stop(_ running: inout [(core: UInt32, pmd: PMDThread)]) {
+        for (core, pmd) in running {
+            pmd.stop()
+            EAL.wait(lcore: core)
+        }
+        running.removeAll()
     }
 }

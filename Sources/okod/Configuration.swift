@@ -4,6 +4,7 @@
 // Codable, so that every mistake is reported with its path (`bridges[0].ports[1]: unknown key
 // 'devarg'`) and unknown keys are errors instead of being silently ignored.
 import Foundation
+import OkoSyntax
 import Yams
 
 struct ConfigurationError: Error, CustomStringConvertible {
@@ -23,12 +24,15 @@ struct Configuration {
     struct Bridge {
         var name: String
         var ports: [Port]
+        /// Rules in ovs-ofctl syntax, installed at start.
+        var flows: [FlowSpec] = []
     }
 
     var ealArguments: [String] = ["-l", "0-1", "--no-pci"]
     var mbufs: UInt32 = 16384
     var pmdCores: [UInt32] = []
     var apiListen = "127.0.0.1:8080"
+    var apiTokenFile = "/var/lib/oko/api.tokens"
     var openflowListen = "127.0.0.1:6653"
     var logLevel = "info"
     var statsInterval: Double = 5
@@ -60,7 +64,10 @@ struct Configuration {
         if let cores = try top.integers("pmd_cores") { config.pmdCores = cores.map { UInt32($0) } }
         if let api = try top.mapping("api") {
             if let listen = try api.string("listen") { config.apiListen = try validateListen(listen, path: api.path + ".listen") }
-            try api.finish(allowed: ["listen"])
+            if let tokenFile = try api.string("token_file") {
+                config.apiTokenFile = tokenFile.replacingOccurrences(of: "${config_dir}", with: configDirectory)
+            }
+            try api.finish(allowed: ["listen", "token_file"])
         }
         if let openflow = try top.mapping("openflow") {
             if let listen = try openflow.string("listen") {
@@ -105,7 +112,14 @@ struct Configuration {
                     try portFields.finish(allowed: ["name", "devargs", "ofport"])
                     bridge.ports.append(port)
                 }
-                try fields.finish(allowed: ["name", "ports"])
+                for (flowIndex, text) in (try fields.strings("flows") ?? []).enumerated() {
+                    do {
+                        bridge.flows.append(try FlowSpec(ofctlText: text))
+                    } catch {
+                        throw ConfigurationError("\(path).flows[\(flowIndex)]", "\(error)")
+                    }
+                }
+                try fields.finish(allowed: ["name", "ports", "flows"])
                 config.bridges.append(bridge)
             }
         }

@@ -47,7 +47,7 @@ struct Okod: ParsableCommand {
         let logger = Logger(label: "okod")
         do {
             let appliance = try Appliance(configuration: configuration, logger: logger)
-            appliance.start()
+            try appliance.start()
             installSignalHandlers(appliance: appliance, logger: logger)
             dispatchMain()
         } catch {

@@ -158,8 +158,8 @@ func waitUntil(_ condition: () -> Bool) async {
 
         let scrape = try h.curl("GET", "/metrics").body
         #expect(metricValue(scrape, "oko_rule_packets_total", containing: [#"bridge="br0""#, #"rule="\#(id)""#]) == 10)
-        #expect(metricValue(scrape, "oko_port_tx_packets_total", containing: [#"port="p2""#]) == 10)
-        #expect(metricValue(scrape, "oko_port_rx_packets_total", containing: [#"port="p1""#]) == 10)
+        #expect(metricValue(scrape, "oko_port_tx_packets_total", containing: [#"port_name="p2""#]) == 10)
+        #expect(metricValue(scrape, "oko_port_rx_packets_total", containing: [#"port_name="p1""#]) == 10)
         #expect(metricValue(scrape, "oko_pmd_upcalls_total", containing: [#"pmd="0""#]) ?? 0 >= 1)
         #expect(metricValue(scrape, "oko_api_requests_total", containing: [#"method="POST""#, #"code="201""#]) == 5)
 
@@ -331,7 +331,7 @@ func waitUntil(_ condition: () -> Bool) async {
         let scrape = try h.curl("GET", "/metrics", http2: true)
         sending.running.store(false, ordering: .relaxed)
         await sender.value
-        #expect(metricValue(scrape.body, "oko_port_tx_packets_total", containing: [#"port="out""#]) ?? 0 > 100)
+        #expect(metricValue(scrape.body, "oko_port_tx_packets_total", containing: [#"port_name="out""#]) ?? 0 > 100)
         #expect(scrape.headers.contains("text/plain; version=0.0.4"))
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("oko-scrape-\(UUID().uuidString).prom")
         try scrape.body.write(to: file, atomically: true, encoding: .utf8)

@@ -32,11 +32,15 @@ struct OkodProcessTests {
               eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
               mbufs: 4096
             stats_interval: 0.2
+            api: {listen: "127.0.0.1:0", token_file: "\(directory.path)/tokens"}
             bridges:
               - name: br0
                 ports:
                   - devargs: "net_pcap0,rx_pcap=\(in1.path),tx_pcap=\(out1.path)"
                   - devargs: "net_pcap1,rx_pcap=\(in2.path),tx_pcap=\(out2.path)"
+                flows:
+                  - "priority=10,in_port=1,actions=output:2"
+                  - "priority=10,in_port=2,actions=output:1"
             """, in: directory)
         let okod = try ChildProcess(TestEnvironment.executable("okod"), ["--config", config.path])
         let forwarded = okod.waitForOutput(timeout: 30) { output in
@@ -71,11 +75,15 @@ struct OkodProcessTests {
               eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
               mbufs: 4096
             stats_interval: 0.2
+            api: {listen: "127.0.0.1:0", token_file: "\(directory.path)/tokens"}
             bridges:
               - name: br0
                 ports:
                   - devargs: "net_pcap0,rx_pcap=\(input.path),tx_pcap=\(output.path)"
                   - devargs: "net_ring0"
+                flows:
+                  - "priority=10,in_port=1,actions=output:2"
+                  - "priority=10,in_port=2,actions=output:1"
             """, in: directory)
         let okod = try ChildProcess(TestEnvironment.executable("okod"), ["--config", config.path])
         let looped = okod.waitForOutput(timeout: 30) { counter("tx_packets", port: 1, in: $0) == 64 }
@@ -88,27 +96,80 @@ struct OkodProcessTests {
         #expect(try readPcap(output) == readPcap(input))
     }
 
-    @Test func demoConfigurationShowsRisingCountersAndStopsOnSIGINT() throws {
+    @Test func demoConfigurationForwardsThroughItsRulesAndServesTheAPI() throws {
         let demoPcap = TestEnvironment.packageRoot.appendingPathComponent("run/demo.pcap")
         if !FileManager.default.fileExists(atPath: demoPcap.path) {
             try FileManager.default.createDirectory(at: demoPcap.deletingLastPathComponent(), withIntermediateDirectories: true)
             try makePcap(["demo", demoPcap.path])
         }
-        let config = TestEnvironment.packageRoot.appendingPathComponent("deploy/demo.yaml")
+        // The demo configuration as shipped, but on an ephemeral API port with its own token file.
+        let directory = try TestEnvironment.temporaryDirectory("demo")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let deploy = TestEnvironment.packageRoot.appendingPathComponent("deploy")
+        let tokenFile = directory.appendingPathComponent("tokens")
+        let shipped = try String(contentsOf: deploy.appendingPathComponent("demo.yaml"), encoding: .utf8)
+        let yaml = shipped.replacingOccurrences(of: "listen: 127.0.0.1:8080", with: "listen: 127.0.0.1:0")
+            .replacingOccurrences(of: "\"${config_dir}/../run/api.tokens\"", with: "\"\(tokenFile.path)\"")
+            .replacingOccurrences(of: "${config_dir}", with: deploy.path)
+        #expect(yaml != shipped)
+        let config = try writeConfig(yaml, in: directory)
         let okod = try ChildProcess(TestEnvironment.executable("okod"), ["--config", config.path])
-        // Two successive counter lines for port 1 with a rising rx count.
-        let rising = okod.waitForOutput(timeout: 30) { output in
-            let values = output.split(separator: "\n").filter { $0.contains("br0 port 1:") }.compactMap { line -> Int? in
-                guard let range = line.range(of: "rx_packets=") else { return nil }
+        defer { if okod.process.isRunning { kill(okod.process.processIdentifier, SIGKILL) } }
+        func values(_ name: String, port: Int, _ output: String) -> [Int] {
+            output.split(separator: "\n").filter { $0.contains("br0 port \(port):") }.compactMap { line -> Int? in
+                guard let range = line.range(of: "\(name)=") else { return nil }
                 return Int(line[range.upperBound...].prefix { $0.isNumber })
             }
-            return values.count >= 2 && values[values.count - 1] > values[values.count - 2] && values[values.count - 2] > 0
+        }
+        // Rising receive counts on port 1 and transmit counts on port 2: the rules forward the replay.
+        let rising = okod.waitForOutput(timeout: 30) { output in
+            let rx = values("rx_packets", port: 1, output), tx = values("tx_packets", port: 2, output)
+            return rx.count >= 2 && rx[rx.count - 1] > rx[rx.count - 2] && tx.count >= 2 && tx[tx.count - 1] > tx[tx.count - 2]
         }
         #expect(rising, "okod output:\n\(okod.output)")
+
+        guard let line = okod.output.split(separator: "\n").first(where: { $0.contains("management API listening on") }),
+            let port = line.split(separator: ":").last.flatMap({ Int($0) })
+        else {
+            Issue.record("no API address in the log:\n\(okod.output)")
+            return
+        }
+        let base = "http://127.0.0.1:\(port)"
+        let (flowsStatus, flows) = try curl(["-H", "Accept: text/plain", "\(base)/v1/bridges/br0/flows"])
+        #expect(flowsStatus == 200)
+        #expect(flows.contains("priority=10,in_port=1 actions=output:2"), "flows: \(flows)")
+        let (_, metrics) = try curl(["--http2-prior-knowledge", "\(base)/metrics"])
+        let transmitted = metrics.split(separator: "\n").first { $0.hasPrefix("oko_port_tx_packets_total{bridge=\"br0\",port=\"2\",") }
+        #expect((transmitted?.split(separator: " ").last.flatMap { Double($0) } ?? 0) > 0, "metrics: \(metrics.prefix(2000))")
+
+        let rule = "priority=20,in_port=2,actions=drop"
+        let (refused, _) = try curl(["-X", "POST", "-H", "Content-Type: text/plain", "--data", rule, "\(base)/v1/bridges/br0/flows"])
+        #expect(refused == 401, "a change without a token must be refused")
+        let token = try String(contentsOf: tokenFile, encoding: .utf8).split(separator: "\n")
+            .first { $0.hasPrefix("admin ") }.map { String($0.split(separator: " ")[1]) } ?? ""
+        let (added, _) = try curl(["-X", "POST", "-H", "Content-Type: text/plain", "-H", "Authorization: Bearer \(token)",
+                                   "--data", rule, "\(base)/v1/bridges/br0/flows"])
+        #expect(added == 201)
+
         kill(okod.process.processIdentifier, SIGINT)
         let elapsed = okod.waitForExit(timeout: 5)
-        #expect(elapsed != nil && elapsed! < 1.0)
+        #expect(elapsed != nil && elapsed! < 1.0, "okod must stop within one second of SIGINT (took \(String(describing: elapsed)))")
         #expect(okod.process.terminationStatus == 0)
+    }
+
+    /// Runs curl; returns (HTTP status, body).
+    private func curl(_ arguments: [String]) throws -> (Int, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        process.arguments = ["-s", "-o", "-", "-w", "\n%{http_code}"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let status = Int(lines.popLast() ?? "") ?? 0
+        return (status, lines.joined(separator: "\n"))
     }
 
     /// Runs okod on a configuration that must be refused; returns (exit status, output).
