@@ -12,6 +12,9 @@ public struct BPFHelperTable: @unchecked Sendable {
     /// Dense storage indexed by helper id; nil where no helper is registered.
     public private(set) var functions: [BPFHelperFunction?]
     public private(set) var names: [String?]
+    /// ubpf's "unwind" extension: when a call to this helper returns 0, the program stops at once
+    /// with r0 = 0. nil when no helper has that role.
+    public var unwindHelperID: Int32?
 
     public init() {
         functions = []
