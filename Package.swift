@@ -111,6 +111,7 @@ let package = Package(
         .executableTarget(name: "oko-fuzz", dependencies: ["OkoSyntax", "OkoLoader"], swiftSettings: swift6),
         .executableTarget(name: "oko-bpf-plugin", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
         .executableTarget(name: "oko-maps-bench", dependencies: ["OkoMaps"], path: "Benchmarks/maps", swiftSettings: swift6),
+        .executableTarget(name: "oko-bpf-bench", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
 
         // tests
         .testTarget(name: "OkoBPFTests", dependencies: ["OkoBPF"], swiftSettings: swift6),

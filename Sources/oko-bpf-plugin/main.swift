@@ -5,6 +5,7 @@
 // prints the message to stderr and exits 1. `--interpreter` (default) or `--jit` picks the engine.
 
 import OkoBPF
+import OkoJIT
 
 #if canImport(Glibc)
 import Glibc
@@ -69,7 +70,8 @@ func execute(_ engine: Engine, memory: UnsafeMutableRawBufferPointer) throws -> 
         let interpreter = try BPFInterpreter(instructions: program, helpers: helpers)
         return try interpreter.run(memory: memory.count == 0 ? nil : memory.baseAddress, length: memory.count)
     case .jit:
-        fail("JIT not available in this build", code: 2)
+        let compiled = try BPFJITProgram(instructions: program, helpers: helpers)
+        return compiled.run(memory: memory.count == 0 ? nil : memory.baseAddress, length: UInt64(memory.count))
     }
 }
 

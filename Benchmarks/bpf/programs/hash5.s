@@ -1,0 +1,65 @@
+# Map-free 5-tuple hash: reads IPv4 saddr, daddr, ports and protocol of an untagged Ethernet
+# frame and mixes them with the jhash final mix (32-bit ALU).
+mov %r0, 0
+mov %r3, %r1
+add %r3, 38
+jgt %r3, %r2, out
+ldxw %r3, [%r1+26]
+ldxw %r4, [%r1+30]
+ldxw %r5, [%r1+34]
+ldxb %r6, [%r1+23]
+add32 %r3, 0xdeadbeef
+add32 %r4, 0xdeadbeef
+add32 %r5, %r6
+xor32 %r5, %r4
+mov32 %r7, %r4
+lsh32 %r7, 14
+mov32 %r8, %r4
+rsh32 %r8, 18
+or32 %r7, %r8
+sub32 %r5, %r7
+xor32 %r3, %r5
+mov32 %r7, %r5
+lsh32 %r7, 11
+mov32 %r8, %r5
+rsh32 %r8, 21
+or32 %r7, %r8
+sub32 %r3, %r7
+xor32 %r4, %r3
+mov32 %r7, %r3
+lsh32 %r7, 25
+mov32 %r8, %r3
+rsh32 %r8, 7
+or32 %r7, %r8
+sub32 %r4, %r7
+xor32 %r5, %r4
+mov32 %r7, %r4
+lsh32 %r7, 16
+mov32 %r8, %r4
+rsh32 %r8, 16
+or32 %r7, %r8
+sub32 %r5, %r7
+xor32 %r3, %r5
+mov32 %r7, %r5
+lsh32 %r7, 4
+mov32 %r8, %r5
+rsh32 %r8, 28
+or32 %r7, %r8
+sub32 %r3, %r7
+xor32 %r4, %r3
+mov32 %r7, %r3
+lsh32 %r7, 14
+mov32 %r8, %r3
+rsh32 %r8, 18
+or32 %r7, %r8
+sub32 %r4, %r7
+xor32 %r5, %r4
+mov32 %r7, %r4
+lsh32 %r7, 24
+mov32 %r8, %r4
+rsh32 %r8, 8
+or32 %r7, %r8
+sub32 %r5, %r7
+mov %r0, %r5
+out:
+exit
