@@ -1,1 +1,0 @@
-// OkoVerifier: placeholder until the module lands.

@@ -1,0 +1,155 @@
+// Abstract machine state: register types, stack contents, and facts about the packet length.
+
+/// Symbol 0 means "no symbol"; symbol 1 is the packet length.
+let lengthSymbol: Int32 = 1
+
+/// A scalar whose value is `symbol + delta` exactly, when `symbol != 0` (copies share a symbol).
+struct ScalarValue: Hashable, Sendable {
+    var range: ScalarRange
+    var symbol: Int32 = 0
+    var delta: Int64 = 0
+}
+
+/// `pkt + fixed + v` where v is the value of `symbol` (or an anonymous value) in `varMin...varMax`.
+/// With `symbol == lengthSymbol` this is the packet end pointer (plus `fixed`).
+struct PacketPointer: Hashable, Sendable {
+    var fixed: Int64
+    var symbol: Int32
+    var varMin: Int64
+    var varMax: Int64
+}
+
+enum RegisterValue: Hashable, Sendable {
+    case uninitialised
+    case scalar(ScalarValue)
+    case packet(PacketPointer)
+    /// Pointer into the stack of frame `frame`, at `offset` relative to its r10 (variable when min < max).
+    case stack(frame: Int, minOffset: Int64, maxOffset: Int64)
+    case mapPointer(map: Int)
+    case mapValue(map: Int, minOffset: Int64, maxOffset: Int64)
+    case mapValueOrNull(map: Int, nullID: Int32)
+
+    static func constant(_ v: UInt64) -> RegisterValue { .scalar(ScalarValue(range: .constant(v))) }
+    static let unknownScalar = RegisterValue.scalar(ScalarValue(range: .unknown))
+
+    var isPointer: Bool {
+        switch self {
+        case .uninitialised, .scalar: return false
+        default: return true
+        }
+    }
+
+    var typeName: String {
+        switch self {
+        case .uninitialised: return "uninitialised"
+        case .scalar(let s): return "scalar \(s.range)"
+        case .packet(let p): return p.symbol == lengthSymbol ? "packet end pointer" : "packet pointer"
+        case .stack: return "stack pointer"
+        case .mapPointer: return "map pointer"
+        case .mapValue: return "map value pointer"
+        case .mapValueOrNull: return "map value or NULL"
+        }
+    }
+}
+
+/// Eight stack bytes: a spilled register, or bytes with an initialised-byte mask.
+enum StackSlot: Hashable, Sendable {
+    case spill(RegisterValue)
+    case bytes(initialised: UInt8)
+}
+
+struct Frame: Hashable, Sendable {
+    var registers: [RegisterValue]
+    /// Slot i covers bytes r10-8(i+1) ..< r10-8i; grown on demand.
+    var stack: [StackSlot] = []
+    /// Instruction to resume at in the caller; -1 for the main frame.
+    var returnIndex: Int
+    /// Deepest byte touched below r10.
+    var stackDepth: Int = 0
+}
+
+struct VerifierState: Hashable, Sendable {
+    var frames: [Frame]
+    /// facts[s] = k: the packet length is at least value(s) + k (s = 0: at least k).
+    var facts: [Int32: Int64] = [0: 0, lengthSymbol: 0]
+    var nextSymbol: Int32 = 2
+
+    mutating func freshSymbol() -> Int32 {
+        defer { nextSymbol += 1 }
+        return nextSymbol
+    }
+
+    var current: Int { frames.count - 1 }
+
+    subscript(register r: Int) -> RegisterValue {
+        get { frames[frames.count - 1].registers[r] }
+        set { frames[frames.count - 1].registers[r] = newValue }
+    }
+
+    mutating func addFact(symbol: Int32, atLeast k: Int64) {
+        if let old = facts[symbol], old >= k { return }
+        facts[symbol] = k
+    }
+
+    var provenLength: Int64 { facts[0] ?? 0 }
+
+    /// Applies `transform` to every register and spilled register of every frame.
+    mutating func updateAllValues(_ transform: (RegisterValue) -> RegisterValue) {
+        for f in frames.indices {
+            for r in frames[f].registers.indices {
+                frames[f].registers[r] = transform(frames[f].registers[r])
+            }
+            for s in frames[f].stack.indices {
+                if case .spill(let v) = frames[f].stack[s] { frames[f].stack[s] = .spill(transform(v)) }
+            }
+        }
+    }
+
+    // MARK: inclusion (pruning)
+
+    /// True when every concrete state described by `other` is described by `self`, so that a fully
+    /// explored `self` also covers `other`. Symbols must match exactly (conservative).
+    func includes(_ other: VerifierState) -> Bool {
+        guard frames.count == other.frames.count else { return false }
+        for (fa, fb) in zip(frames, other.frames) {
+            guard fa.returnIndex == fb.returnIndex else { return false }
+            for (a, b) in zip(fa.registers, fb.registers) where !Self.valueIncludes(a, b) { return false }
+            for i in 0..<max(fa.stack.count, fb.stack.count) {
+                let a = i < fa.stack.count ? fa.stack[i] : .bytes(initialised: 0)
+                let b = i < fb.stack.count ? fb.stack[i] : .bytes(initialised: 0)
+                if !Self.slotIncludes(a, b) { return false }
+            }
+        }
+        for (s, k) in facts {
+            guard let ok = other.facts[s], ok >= k else { return false }
+        }
+        return true
+    }
+
+    static func slotIncludes(_ a: StackSlot, _ b: StackSlot) -> Bool {
+        switch (a, b) {
+        case (.bytes(let ma), .bytes(let mb)): return ma & mb == ma
+        case (.bytes(let ma), .spill(let v)): return ma == 0 || !v.isPointer && v != .uninitialised
+        case (.spill(let va), .spill(let vb)): return valueIncludes(va, vb)
+        case (.spill(let va), .bytes):
+            if case .uninitialised = va { return true }
+            return false
+        }
+    }
+
+    static func valueIncludes(_ a: RegisterValue, _ b: RegisterValue) -> Bool {
+        switch (a, b) {
+        case (.uninitialised, _): return true
+        case (.scalar(let x), .scalar(let y)):
+            if x.symbol != 0 && (x.symbol != y.symbol || x.delta != y.delta) { return false }
+            return x.range.contains(y.range)
+        case (.packet(let x), .packet(let y)):
+            return x.fixed == y.fixed && x.symbol == y.symbol && x.varMin <= y.varMin && x.varMax >= y.varMax
+        case (.stack(let f1, let lo1, let hi1), .stack(let f2, let lo2, let hi2)):
+            return f1 == f2 && lo1 <= lo2 && hi1 >= hi2
+        case (.mapValue(let m1, let lo1, let hi1), .mapValue(let m2, let lo2, let hi2)):
+            return m1 == m2 && lo1 <= lo2 && hi1 >= hi2
+        default: return a == b
+        }
+    }
+}
