@@ -79,7 +79,15 @@ let package = Package(
         // control plane
         .target(name: "OkoSyntax", swiftSettings: swift6),
         .target(name: "OkoStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swift6),
-        .target(name: "OkoOpenFlow", dependencies: ["OkoDatapath"], swiftSettings: swift6),
+        .target(
+            name: "OkoOpenFlow",
+            dependencies: [
+                "OkoDatapath",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swift6
+        ),
         .target(
             name: "OkoHTTP",
             dependencies: [
