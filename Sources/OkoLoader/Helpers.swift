@@ -44,6 +44,9 @@ public enum OkoHelpers {
     public static let table: BPFHelperTable = {
         var table = BPFHelperTable()
         for helper in BPFMapHelpers.all { table.register(id: helper.id, name: helper.name, helper.function) }
+        // oko.h declares oko_count_min_add(map, key): "adds one". r3 is whatever the program left
+        // there, so it must not become the amount.
+        table.register(id: BPFMapHelperID.countMinAdd, name: "oko_count_min_add", countMinAddOneHelper)
         table.register(id: ktimeGetNs, name: "ktime_get_ns", ktimeGetNsHelper)
         table.register(id: tracePrintk, name: "trace_printk", tracePrintkHelper)
         table.register(id: getPrandomU32, name: "get_prandom_u32", prandomHelper)
@@ -104,6 +107,10 @@ private let prandomHelper: BPFHelperFunction = { _, _, _, _, _ in
     z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
     z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
     return UInt64(UInt32(truncatingIfNeeded: z ^ (z >> 31)))
+}
+
+private let countMinAddOneHelper: BPFHelperFunction = { map, key, _, _, _ in
+    BPFMapHelpers.countMinAdd(map, key, 1, 0, 0)
 }
 
 private let processorIDHelper: BPFHelperFunction = { _, _, _, _, _ in UInt64(MapEpoch.currentCPU) }
