@@ -93,7 +93,7 @@ struct RunProgram: ParsableCommand {
     }
 
     func run() throws {
-        guard let bytes = Self.parseHex(packet) else { throw ValidationError("--packet is not hex: '\(packet)'") }
+        guard let bytes = Self.parseHex(packet) else { fail("--packet is not hex: '\(packet)'", code: 2) }
         let program = try options.load()
         let engine: FilterEngine = interpreter ? .interpreter : .jit
         var result: UInt64 = 0
