@@ -8,7 +8,8 @@
 //   pointers, map values (offset range) and map-value-or-NULL (becomes a map value after a null
 //   check, scalar 0 on the other branch; copies share a null id).
 // - Packet bounds are relational: a scalar may carry a symbol (value = symbol + delta); r2, the
-//   packet length, is symbol 1, and copies keep the relation through adding constants. A packet
+//   packet length, is symbol 1, and copies keep the relation through adding constants and through
+//   clang's `x << 32 >> 32` zero-extension (exact when no bits are lost). A packet
 //   pointer is pkt + fixed + value(symbol). Comparisons record facts "len >= value(s) + k", both
 //   from `len < expr` style scalar checks and from `pkt + k > pkt_end` pointer checks. A packet
 //   access is accepted only when a fact on this path covers its last byte; upper bounds on len
@@ -19,7 +20,9 @@
 //   check; pointers are never stored outside the stack, never compared with scalars, never handed
 //   to helpers as scalars, never returned.
 // - Pruning: at jump targets, a path whose state is included in a fully explored stored state at
-//   the same instruction stops there. A path that reaches a state equal to one of its own ancestors
+//   the same instruction stops there (symbols must match exactly; the last 32 states at an
+//   instruction are compared; in tight loops a state is stored only every 8 instructions, so
+//   memory stays bounded under the 1M budget). A path that reaches a state equal to one of its own ancestors
 //   at the same instruction is an infinite loop. Bounded loops are simply unrolled by the
 //   interpretation; everything else runs out of the instruction budget, and the refusal names the
 //   back edge iterated most.
@@ -78,6 +81,9 @@ struct Analysis {
     var trail: [VerifierPathStep] = []
     var trailOmitted = 0
     static let trailLimit = 16
+    static let statesComparedPerInstruction = 32
+    static let alwaysStoredPerInstruction = 4
+    static let storeInterval = 8
 
     init(program: [BPFInstruction], maps: [VerifierMapDescription], helpers: HelperPrototypeTable, limits: VerifierLimits) throws(VerificationError) {
         self.program = program
@@ -165,6 +171,8 @@ struct Analysis {
             trailOmitted = path.trailOmitted
             var state = path.state
             var parent = path.parent
+            var sinceStore = 0
+            var forkedSinceStore = true
             explore: while true {
                 statistics.instructionsProcessed += 1
                 if statistics.instructionsProcessed > limits.maxInstructionsProcessed {
@@ -174,7 +182,8 @@ struct Analysis {
                 guard index < program.count else { throw fail(.fallsOffEnd, at: program.count - 1) }
                 if prunePoint[index] {
                     var covered = false
-                    for old in stored[index].reversed() {
+                    // only the most recent states: a long loop stores one state per iteration
+                    for old in stored[index].suffix(Self.statesComparedPerInstruction).reversed() {
                         if old.branches == 0 {
                             if old.state.includes(state) { covered = true; break }
                         } else if old.state == state && isAncestor(old, of: parent) {
@@ -186,6 +195,27 @@ struct Analysis {
                         finish(parent)
                         break explore
                     }
+                    // a tight loop would store a state per iteration: after the first few states at an
+                    // instruction, store only every few instructions (pruning stays sound, just rarer)
+                    if stored[index].count >= Self.alwaysStoredPerInstruction && sinceStore < Self.storeInterval
+                        && !forkedSinceStore
+                    {
+                        sinceStore += 1
+                        switch try step(&state) {
+                        case .next(let n): noteBackEdge(to: n); index = n
+                        case .fork(let taken, let target, let notTaken):
+                            fork(&worklist, taken: taken, target: target, parent: parent)
+                            forkedSinceStore = true
+                            state = notTaken
+                            index += 1
+                        case .done:
+                            finish(parent)
+                            break explore
+                        }
+                        continue explore
+                    }
+                    sinceStore = 0
+                    forkedSinceStore = false
                     if statistics.statesStored >= limits.maxStoredStates {
                         throw fail(.tooManyStates(limit: limits.maxStoredStates))
                     }
@@ -196,29 +226,14 @@ struct Analysis {
                     statistics.peakLiveStates = max(statistics.peakLiveStates, liveStates)
                     parent = node
                 }
+                sinceStore += 1
                 switch try step(&state) {
                 case .next(let n):
-                    let insn = program[index]
-                    let isJump = (insn.instructionClass == BPFOpcode.classJMP || insn.instructionClass == BPFOpcode.classJMP32)
-                        && insn.opcode & 0xf0 != BPFOpcode.exit && insn.opcode & 0xf0 != BPFOpcode.call
-                    if isJump && n <= index {
-                        backEdgeCounts[BackEdge(from: index, to: n), default: 0] += 1
-                        statistics.backEdgesTaken += 1
-                    }
+                    noteBackEdge(to: n)
                     index = n
                 case .fork(let taken, let target, let notTaken):
-                    parent?.branches += 1
-                    var takenTrail = trail
-                    var omitted = trailOmitted
-                    appendStep(&takenTrail, &omitted, VerifierPathStep(instruction: index, taken: true))
-                    worklist.append(
-                        PendingPath(index: target, state: taken, parent: parent, trail: takenTrail, trailOmitted: omitted))
-                    statistics.peakPendingPaths = max(statistics.peakPendingPaths, worklist.count)
-                    if target <= index {
-                        backEdgeCounts[BackEdge(from: index, to: target), default: 0] += 1
-                        statistics.backEdgesTaken += 1
-                    }
-                    appendStep(&trail, &trailOmitted, VerifierPathStep(instruction: index, taken: false))
+                    fork(&worklist, taken: taken, target: target, parent: parent)
+                    forkedSinceStore = true
                     state = notTaken
                     index += 1
                 case .done:
@@ -227,6 +242,31 @@ struct Analysis {
                 }
             }
         }
+    }
+
+    mutating func noteBackEdge(to n: Int) {
+        let insn = program[index]
+        let isJump = (insn.instructionClass == BPFOpcode.classJMP || insn.instructionClass == BPFOpcode.classJMP32)
+            && insn.opcode & 0xf0 != BPFOpcode.exit && insn.opcode & 0xf0 != BPFOpcode.call
+        if isJump && n <= index {
+            backEdgeCounts[BackEdge(from: index, to: n), default: 0] += 1
+            statistics.backEdgesTaken += 1
+        }
+    }
+
+    /// Queues the taken side of a two-way branch; the caller continues with the other side.
+    mutating func fork(_ worklist: inout [PendingPath], taken: VerifierState, target: Int, parent: StoredState?) {
+        parent?.branches += 1
+        var takenTrail = trail
+        var omitted = trailOmitted
+        appendStep(&takenTrail, &omitted, VerifierPathStep(instruction: index, taken: true))
+        worklist.append(PendingPath(index: target, state: taken, parent: parent, trail: takenTrail, trailOmitted: omitted))
+        statistics.peakPendingPaths = max(statistics.peakPendingPaths, worklist.count)
+        if target <= index {
+            backEdgeCounts[BackEdge(from: index, to: target), default: 0] += 1
+            statistics.backEdgesTaken += 1
+        }
+        appendStep(&trail, &trailOmitted, VerifierPathStep(instruction: index, taken: false))
     }
 
     func appendStep(_ t: inout [VerifierPathStep], _ omitted: inout Int, _ s: VerifierPathStep) {
@@ -374,6 +414,7 @@ struct Analysis {
         }
         if op == BPFOpcode.mov {
             if insn.offset != 0 {  // movsx
+                guard [8, 16, 32].contains(insn.offset) else { throw fail(.invalidInstruction("movsx width \(insn.offset)")) }
                 guard case .scalar(let s) = srcValue else { throw fail(.prohibitedPointerArithmetic("sign-extending move of a pointer")) }
                 var r = s.range.signExtended(fromBits: Int(insn.offset))
                 if !is64 { r = r.truncatedTo32 }
@@ -471,9 +512,19 @@ struct Analysis {
             throw fail(.invalidInstruction("alu operation \(op >> 4)"))
         }
         if !is64 { r = r.truncatedTo32 }
+        // `x << k >> k` is the identity when no bits are lost: keep the relation through it
+        if a.symbol != 0, is64, let k = y.constantValue, k > 0, k < 64 {
+            if op == BPFOpcode.lsh && a.shift == 0 && a.range.umax <= UInt64.max >> k {
+                return ScalarValue(range: r, symbol: a.symbol, delta: a.delta, shift: UInt8(k))
+            }
+            if op == BPFOpcode.rsh && a.shift == UInt8(k) {
+                return ScalarValue(range: r, symbol: a.symbol, delta: a.delta, shift: 0)
+            }
+        }
         // adding a constant keeps the relation to the symbol (when no wrap is possible)
-        if a.symbol != 0, is64, let c = y.constantValue, op == BPFOpcode.add || op == BPFOpcode.sub {
+        if a.linearSymbol != 0, is64, let c = y.constantValue, op == BPFOpcode.add || op == BPFOpcode.sub {
             let k = Int64(bitPattern: c)
+            guard k != .min else { return ScalarValue(range: r) }
             let delta = op == BPFOpcode.add ? a.delta.addingReportingOverflow(k) : a.delta.subtractingReportingOverflow(k)
             let (_, o1) = a.range.smin.addingReportingOverflow(op == BPFOpcode.add ? k : -k)
             let (_, o2) = a.range.smax.addingReportingOverflow(op == BPFOpcode.add ? k : -k)
@@ -486,6 +537,7 @@ struct Analysis {
 
     func pointerAdd(_ pointer: RegisterValue, _ scalarValue: RegisterValue, srcRegister: Int?, state: inout VerifierState, subtract: Bool) throws(VerificationError) -> RegisterValue {
         guard case .scalar(var s) = scalarValue else { throw fail(.prohibitedPointerArithmetic("pointer plus pointer")) }
+        if s.shift != 0 { s = ScalarValue(range: s.range) }
         let limit: Int64 = 1 << 31
         guard s.range.smin > -limit && s.range.smax < limit else {
             throw fail(.prohibitedPointerArithmetic("adding an unbounded scalar \(s.range) to a \(pointer.typeName)"))
@@ -499,7 +551,7 @@ struct Analysis {
             } else if subtract {
                 throw fail(.prohibitedPointerArithmetic("subtracting a variable from a packet pointer"))
             } else if p.symbol == 0 {
-                if s.symbol == 0, let r = srcRegister {
+                if s.symbol == 0, let r = srcRegister, case .scalar(let original) = state[register: r], original.symbol == 0 {
                     s.symbol = state.freshSymbol()
                     state[register: r] = .scalar(s)
                 }

@@ -98,7 +98,7 @@ extension Analysis {
                 }
             }
             // give unknown operands of a comparison with the packet length a symbol, so the fact sticks
-            if x.symbol == lengthSymbol || y.symbol == lengthSymbol {
+            if x.linearSymbol == lengthSymbol || y.linearSymbol == lengthSymbol {
                 if x.symbol == 0 && !x.range.isConstant {
                     x.symbol = state.freshSymbol()
                     state[register: dst] = .scalar(x)
@@ -168,8 +168,9 @@ extension Analysis {
         // integer order agrees with unsigned order only for non-negative operands
         let signedOK = relation.isSigned || (rx.smin >= 0 && ry.smin >= 0)
         if signedOK {
-            let lx = LinearOperand(symbol: nx.symbol, delta: nx.symbol != 0 ? nx.delta : Int64(bitPattern: rx.umin), minimum: rx.smin, exact: nx.symbol != 0 || rx.isConstant)
-            let ly = LinearOperand(symbol: ny.symbol, delta: ny.symbol != 0 ? ny.delta : Int64(bitPattern: ry.umin), minimum: ry.smin, exact: ny.symbol != 0 || ry.isConstant)
+            let sx = nx.linearSymbol, sy = ny.linearSymbol
+            let lx = LinearOperand(symbol: sx, delta: sx != 0 ? nx.delta : Int64(bitPattern: rx.umin), minimum: rx.smin, exact: sx != 0 || rx.isConstant)
+            let ly = LinearOperand(symbol: sy, delta: sy != 0 ? ny.delta : Int64(bitPattern: ry.umin), minimum: ry.smin, exact: sy != 0 || ry.isConstant)
             learn(&s, relation, lx, ly)
         }
         return s
@@ -192,15 +193,21 @@ extension Analysis {
     /// From `l + strict <= r` with r relative to the packet length: len >= value(l.symbol) + k.
     func lessOrEqual(_ state: inout VerifierState, _ l: LinearOperand, _ r: LinearOperand, strict: Int64) {
         guard r.symbol == lengthSymbol, r.exact, l.symbol != lengthSymbol else { return }
-        if l.exact {
-            state.addFact(symbol: l.symbol, atLeast: l.delta - r.delta + strict)
+        // extreme constants could overflow; such facts are useless anyway (len is small)
+        func bound(_ x: Int64) -> Int64? {
+            let (a, o1) = x.subtractingReportingOverflow(r.delta)
+            let (b, o2) = a.addingReportingOverflow(strict)
+            return o1 || o2 ? nil : b
         }
-        state.addFact(symbol: 0, atLeast: l.minimum - r.delta + strict)
+        if l.exact, let k = bound(l.delta) {
+            state.addFact(symbol: l.symbol, atLeast: k)
+        }
+        if let k = bound(l.minimum) { state.addFact(symbol: 0, atLeast: k) }
     }
 
     /// Copies the refined range of a symbolic scalar to every value sharing its symbol.
     func propagate(_ state: inout VerifierState, _ v: ScalarValue) -> Bool {
-        guard v.symbol != 0 else { return true }
+        guard v.linearSymbol != 0 else { return true }
         let (lo, o1) = v.range.smin.subtractingReportingOverflow(v.delta)
         let (hi, o2) = v.range.smax.subtractingReportingOverflow(v.delta)
         guard !o1 && !o2 else { return true }
@@ -208,7 +215,7 @@ extension Analysis {
         if v.symbol == lengthSymbol { state.addFact(symbol: 0, atLeast: lo) }
         state.updateAllValues { value in
             switch value {
-            case .scalar(var s) where s.symbol == v.symbol:
+            case .scalar(var s) where s.symbol == v.symbol && s.shift == 0:
                 let (l, p1) = lo.addingReportingOverflow(s.delta)
                 let (h, p2) = hi.addingReportingOverflow(s.delta)
                 if p1 || p2 { return value }

@@ -8,6 +8,12 @@ struct ScalarValue: Hashable, Sendable {
     var range: ScalarRange
     var symbol: Int32 = 0
     var delta: Int64 = 0
+    /// Non-zero: the value is `(symbol + delta) << shift` (clang's `<<32 >>32` zero-extension idiom);
+    /// the relation is usable again once shifted back.
+    var shift: UInt8 = 0
+
+    /// The symbol when the value is exactly `symbol + delta`, else 0.
+    var linearSymbol: Int32 { shift == 0 ? symbol : 0 }
 }
 
 /// `pkt + fixed + v` where v is the value of `symbol` (or an anonymous value) in `varMin...varMax`.

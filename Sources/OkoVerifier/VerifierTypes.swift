@@ -12,7 +12,7 @@ public struct VerifierLimits: Hashable, Sendable {
     public var maxPacketLength: Int
 
     public init(
-        maxInstructionsProcessed: Int = 1_000_000, maxStoredStates: Int = 200_000, maxProgramLength: Int = 1_000_000,
+        maxInstructionsProcessed: Int = 1_000_000, maxStoredStates: Int = 100_000, maxProgramLength: Int = 1_000_000,
         maxPacketLength: Int = 65_535
     ) {
         self.maxInstructionsProcessed = maxInstructionsProcessed
