@@ -81,7 +81,9 @@ struct Analysis {
     var trail: [VerifierPathStep] = []
     var trailOmitted = 0
     static let trailLimit = 16
-    static let statesComparedPerInstruction = 32
+    // 128, not 32: examples/bpf/dns-filter.c (a 128-byte name loop with a branch per byte) needs a
+    // window wider than its iteration count to find the state that covers it.
+    static let statesComparedPerInstruction = 128
     static let alwaysStoredPerInstruction = 4
     static let storeInterval = 8
 

@@ -78,14 +78,6 @@ struct FilterProgramExampleTests {
 
     @Test(arguments: setups)
     func dnsFilterBlocksListedNameCaseInsensitively(setup: Setup) throws {
-        withKnownIssue(Self.dnsFilterIssue) { try dnsFilterBehaviour(setup: setup) }
-    }
-
-    /// Accepted by OkoVerifier up to f799a1a; since fd02b00 (stored-state limit 200k -> 100k, states
-    /// stored only every few instructions in tight loops) the 128-byte name loop runs out of states.
-    static let dnsFilterIssue: Comment = "OkoVerifier (fd02b00 and later) refuses dns-filter.c: more than 100000 states"
-
-    func dnsFilterBehaviour(setup: Setup) throws {
         let program = try Self.load("dns-filter", setup.compiler)
         let name = Array(TestPackets.wireName("example.com").dropLast())
         let key = TestPackets.littleEndian(Self.fnv1a(name))

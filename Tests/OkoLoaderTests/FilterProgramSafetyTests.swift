@@ -127,14 +127,6 @@ struct FilterProgramEngineAgreementTests {
 
     @Test(arguments: examples)
     func jitAndInterpreterAgreeOnEveryPrefix(name: String) throws {
-        if name == "dns-filter" {
-            withKnownIssue(FilterProgramExampleTests.dnsFilterIssue) { try agree(name: name) }
-        } else {
-            try agree(name: name)
-        }
-    }
-
-    func agree(name: String) throws {
         for compiler in TestPrograms.compilers {
             let bytes = try TestPrograms.compile(name, with: compiler, directory: TestPrograms.examplesDirectory)
             let jit = try FilterProgram(objectBytes: bytes)
