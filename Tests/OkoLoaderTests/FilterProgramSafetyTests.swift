@@ -20,6 +20,8 @@ struct FilterProgramSafetyTests {
         ("unbounded-loop", "loop"),
         ("unknown-helper", "unknown helper"),
         ("pointer-leak", "pointer leak"),
+        ("helper-pointer-leak", "pointer leak"),
+        ("rodata-write", "read-only write"),
     ]
 
     static func category(_ reason: VerificationError.Reason) -> String {
@@ -33,6 +35,8 @@ struct FilterProgramSafetyTests {
         case .infiniteLoop: "loop"
         case .unknownHelper: "unknown helper"
         case .pointerLeak: "pointer leak"
+        case .helperArgument(_, _, let problem) where problem.contains("pointer"): "pointer leak"
+        case .readOnlyMapWrite: "read-only write"
         default: "other: \(reason)"
         }
     }
