@@ -25,8 +25,8 @@ public enum OkoHelpers {
         let countMin = OkoMaps.BPFMapType.countMinSketch.rawValue
         let queueLike: Set<UInt32> = [OkoVerifier.BPFMapType.queue, OkoVerifier.BPFMapType.stack, OkoVerifier.BPFMapType.bloomFilter]
         table.register(id: 87, HelperPrototype(name: "map_push_elem", arguments: [.mapPointer, .mapValue, .scalar], allowedMapTypes: queueLike))
-        // Bloom filters read the value in peek; queues/stacks write it. `mapValueOutput` demands
-        // writable memory, which is safe for both (see the report on its stack-initialisation effect).
+        // Queues/stacks write the value in peek; Bloom filters read it (the verifier checks a
+        // Bloom filter's `mapValueOutput` argument as initialised readable memory).
         table.register(id: 89, HelperPrototype(name: "map_peek_elem", arguments: [.mapPointer, .mapValueOutput], allowedMapTypes: queueLike))
         table.register(
             id: Int32(BPFMapHelperID.countMinAdd),

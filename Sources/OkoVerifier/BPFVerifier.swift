@@ -846,6 +846,11 @@ struct Analysis {
                 let size = kind == .mapKey ? map.keySize : map.valueSize
                 if case .mapValueOrNull = v { throw fail(.possiblyNullMapValue(register: r)) }
                 try checkReadable(&state, r, size: size, helper: name)
+            case .mapValueOutput where map?.type == BPFMapType.bloomFilter:
+                // A Bloom filter's peek only reads the value (Linux: ARG_PTR_TO_MAP_VALUE), so the
+                // bytes must be initialised and must not become "initialised" by the call.
+                if case .mapValueOrNull = v { throw fail(.possiblyNullMapValue(register: r)) }
+                try checkReadable(&state, r, size: map!.valueSize, helper: name)
             case .mapValueOutput:
                 guard let map else { throw wrong("no map argument precedes the value") }
                 switch v {

@@ -22,6 +22,7 @@ struct FilterProgramSafetyTests {
         ("pointer-leak", "pointer leak"),
         ("helper-pointer-leak", "pointer leak"),
         ("rodata-write", "read-only write"),
+        ("bloom-uninitialised-value", "uninitialised stack"),
     ]
 
     static func category(_ reason: VerificationError.Reason) -> String {
