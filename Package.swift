@@ -137,7 +137,7 @@ let package = Package(
         .testTarget(name: "OkoMapsTests", dependencies: ["OkoMaps"], swiftSettings: swift6),
         .testTarget(name: "OkoVerifierTests", dependencies: ["OkoVerifier", "OkoBPF"], swiftSettings: swift6),
         .testTarget(
-            name: "OkoLoaderTests", dependencies: ["OkoLoader", "OkoBPF"], exclude: ["Programs"], swiftSettings: swift6),
+            name: "OkoLoaderTests", dependencies: ["OkoLoader", "OkoBPF", "OkoMaps", "OkoVerifier"], exclude: ["Programs", "Unsafe"], swiftSettings: swift6),
         .testTarget(name: "OkoDPDKTests", dependencies: ["OkoDPDK"], swiftSettings: swift6),
         .testTarget(name: "OkoDatapathTests", dependencies: ["OkoDatapath"], swiftSettings: swift6),
         .testTarget(name: "OkoOpenFlowTests", dependencies: ["OkoOpenFlow"], swiftSettings: swift6),

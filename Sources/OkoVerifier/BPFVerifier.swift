@@ -81,7 +81,9 @@ struct Analysis {
     var trail: [VerifierPathStep] = []
     var trailOmitted = 0
     static let trailLimit = 16
-    static let statesComparedPerInstruction = 32
+    // 128, not 32: examples/bpf/dns-filter.c (a 128-byte name loop with a branch per byte) needs a
+    // window wider than its iteration count to find the state that covers it.
+    static let statesComparedPerInstruction = 128
     static let alwaysStoredPerInstruction = 4
     static let storeInterval = 8
 
@@ -844,6 +846,11 @@ struct Analysis {
                 let size = kind == .mapKey ? map.keySize : map.valueSize
                 if case .mapValueOrNull = v { throw fail(.possiblyNullMapValue(register: r)) }
                 try checkReadable(&state, r, size: size, helper: name)
+            case .mapValueOutput where map?.type == BPFMapType.bloomFilter:
+                // A Bloom filter's peek only reads the value (Linux: ARG_PTR_TO_MAP_VALUE), so the
+                // bytes must be initialised and must not become "initialised" by the call.
+                if case .mapValueOrNull = v { throw fail(.possiblyNullMapValue(register: r)) }
+                try checkReadable(&state, r, size: map!.valueSize, helper: name)
             case .mapValueOutput:
                 guard let map else { throw wrong("no map argument precedes the value") }
                 switch v {
