@@ -132,7 +132,7 @@ let package = Package(
         .executableTarget(name: "oko-bpf-bench", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
 
         // tests
-        .testTarget(name: "OkoBPFTests", dependencies: ["OkoBPF"], swiftSettings: swift6),
+        .testTarget(name: "OkoBPFTests", dependencies: ["OkoBPF", "OkoJIT"], swiftSettings: swift6),
         .testTarget(name: "OkoJITTests", dependencies: ["OkoJIT", "OkoBPF"], swiftSettings: swift6),
         .testTarget(name: "OkoMapsTests", dependencies: ["OkoMaps"], swiftSettings: swift6),
         .testTarget(name: "OkoVerifierTests", dependencies: ["OkoVerifier", "OkoBPF"], swiftSettings: swift6),

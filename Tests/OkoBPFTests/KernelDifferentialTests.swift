@@ -1,11 +1,12 @@
 import OkoBPF
+import OkoJIT
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 
-/// An execution engine under differential test. The interpreter, the Linux kernel and (later)
-/// the JIT implement this, so one generator drives them all.
+/// An execution engine under differential test. The interpreter, the JIT and the Linux kernel
+/// implement this, so one generator drives them all.
 protocol DifferentialEngine {
     var name: String { get }
     /// r0 after running `program` with no input memory.
@@ -16,6 +17,13 @@ struct InterpreterEngine: DifferentialEngine {
     let name = "interpreter"
     func run(_ program: [BPFInstruction]) throws -> UInt64 {
         try BPFInterpreter(instructions: program, helpers: BPFHelperTable()).run(memory: nil, length: 0)
+    }
+}
+
+struct JITEngine: DifferentialEngine {
+    let name = "jit"
+    func run(_ program: [BPFInstruction]) throws -> UInt64 {
+        try BPFJITProgram(instructions: program, helpers: BPFHelperTable()).run(memory: nil, length: 0)
     }
 }
 
@@ -199,7 +207,7 @@ struct KernelDifferentialTests {
             print("SKIPPED kernel differential test: the kernel refuses BPF here (\(error)); needs root and bpf(2)")
             return
         }
-        let engines: [any DifferentialEngine] = [InterpreterEngine()]
+        let engines: [any DifferentialEngine] = [InterpreterEngine(), JITEngine()]
         var rng = SeededGenerator(state: 0x6b65_726e)
         var compared = 0, refused = 0
         for _ in 0..<500 {
