@@ -49,14 +49,16 @@ public final class DPDKPacketBuffers: PacketBufferBackend, @unchecked Sendable {
 /// An ethdev port as a datapath port.
 public final class DPDKPort: DatapathPort, @unchecked Sendable {
     public let port: EthernetPort
-    public var name: String { port.name }
+    /// The operator's label for the port, or DPDK's device name.
+    public let name: String
     public static let burstCapacity = 64
     /// One mbuf array per queue, so that each polling thread has its own.
     private let mbufArrays: [UnsafeMutablePointer<OpaquePointer?>]
 
     /// Starts `port` with one receive queue and `transmitQueues` transmit queues (one per PMD thread).
-    public init(port: EthernetPort, pool: PacketPool, transmitQueues: Int, descriptors: UInt16 = 1024) throws(DPDKError) {
+    public init(port: EthernetPort, pool: PacketPool, transmitQueues: Int, name: String? = nil, descriptors: UInt16 = 1024) throws(DPDKError) {
         self.port = port
+        self.name = name ?? port.name
         try port.start(pool: pool, rxQueues: 1, txQueues: UInt16(max(1, transmitQueues)), descriptors: descriptors)
         mbufArrays = (0..<max(1, transmitQueues)).map { _ in
             UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: DPDKPort.burstCapacity)

@@ -187,7 +187,7 @@ final class DPDKPortFactory: PortFactory, @unchecked Sendable {
         let ethernet = try EthernetPort(devargs: devargs)
         let port: DPDKPort
         do {
-            port = try DPDKPort(port: ethernet, pool: pool, transmitQueues: transmitQueues)
+            port = try DPDKPort(port: ethernet, pool: pool, transmitQueues: transmitQueues, name: name)
         } catch {
             ethernet.detach()
             throw error
