@@ -459,7 +459,7 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
         func header(_ field: UInt8, _ width: Int, mask: Bool) -> UInt32 {
             UInt32(OXM.basicClass) << 16 | UInt32(field) << 9 | (mask ? 1 << 8 : 0) | UInt32(mask ? 2 * width : width)
         }
-        let match = Self.supportedOXM.map { header($0.0, $0.1, mask: $0.2) }
+        let match = Self.supportedOXM.map { header($0.0, $0.1, mask: false) }
         let setFields = Self.supportedOXM.filter { $0.0 != 0 }.map { header($0.0, $0.1, mask: false) }
         let next = (table + 1..<bridge.tableCount).map { UInt8($0) }
         let instructions: [UInt16] = table + 1 < bridge.tableCount ? [1, 2, 3, 4, 5] : [2, 3, 4, 5]
