@@ -63,7 +63,7 @@ import Testing
         let entries = sw.bridge.flows()
         #expect(entries.count == 2)
         #expect(entries.allSatisfy { entry in
-            entry.instructions.applyActions?.map { if case .output(let port, _) = $0 { port } else { 0 } } == [3, 2]
+            entry.instructions.applyActions?.map { if case .output(let port, _) = $0 { port } else { UInt32(0) } } == [3, 2]
         })
         #expect(entries.first { $0.priority == 10 }?.packets == 2)
 
