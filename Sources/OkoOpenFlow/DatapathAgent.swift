@@ -323,7 +323,25 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
 
     // MARK: events
 
-    /// Announces a port that was added to / removed from the bridge (call after `addPort`/`removePort`).
+    /// Attaches a port to the bridge and announces it to the controllers (PORT_STATUS ADD).
+    @discardableResult
+    public func addPort(_ port: any DatapathPort, number: UInt32? = nil) throws(OpenFlowError) -> UInt32 {
+        let assigned: UInt32
+        do { assigned = try bridge.addPort(port, number: number) } catch { throw Self.openFlowError(error) }
+        portChanged(number: assigned, name: port.name, added: true)
+        return assigned
+    }
+
+    /// Detaches a port from the bridge and announces it (PORT_STATUS DELETE).
+    public func removePort(_ number: UInt32) throws(OpenFlowError) {
+        guard let port = bridge.ports().first(where: { $0.number == number }) else {
+            throw OpenFlowError(.badRequest, BadRequestCode.badPort, "port \(number) does not exist")
+        }
+        do { try bridge.removePort(number) } catch { throw Self.openFlowError(error) }
+        portChanged(number: number, name: port.name, added: false)
+    }
+
+    /// Announces a port that was added to / removed from the bridge by someone else (e.g. the REST API).
     public func portChanged(number: UInt32, name: String, added: Bool) {
         let description = PortDescription(portNumber: number, hardwareAddress: Self.hardwareAddress(number), name: name,
                                           state: added ? 4 : 1, current: Self.portFeatures, supported: Self.portFeatures,

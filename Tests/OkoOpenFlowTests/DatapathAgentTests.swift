@@ -148,6 +148,23 @@ import Testing
         #expect(rewritten.count == 1 && Array(rewritten.first?[30..<34] ?? []) == [10, 9, 9, 9])
     }
 
+    @Test func groupsFromOvsOfctlForwardToEveryBucket() async throws {
+        let sw = try AgentSwitch()
+        try await sw.start()
+        defer { Task { try? await sw.stop() } }
+        let (groupStatus, groupOutput) = try sw.ofctl("add-group", "group_id=7,type=all,bucket=output:2,bucket=output:3")
+        #expect(groupStatus == 0, "\(groupOutput)")
+        #expect(sw.bridge.groups()[7]?.buckets.count == 2)
+        #expect(try sw.ofctl("add-flow", "in_port=1,actions=group:7").0 == 0)
+        #expect(sw.send(Frames.udp(dport: 1), on: 1).keys.sorted() == [2, 3])
+        let (dumpStatus, dump) = try sw.ofctl("dump-groups")
+        #expect(dumpStatus == 0 && dump.contains("group_id=7,type=all"), "\(dump)")
+        // Deleting the group deletes the flow that used it.
+        #expect(try sw.ofctl("del-groups", "group_id=7").0 == 0)
+        #expect(sw.bridge.groups().isEmpty && sw.bridge.flowCount() == 0)
+        #expect(sw.send(Frames.udp(dport: 1), on: 1).isEmpty)
+    }
+
     @Test func badRequestsComeBackAsOpenFlowErrors() async throws {
         let sw = try AgentSwitch()
         try await sw.start()
@@ -309,6 +326,24 @@ final class EventRecorder: @unchecked Sendable {
         #expect(actionIn.reason == .action && actionIn.data == Array(frame.prefix(64)))
         try controller.send(.packetOut(PacketOut(inPort: 1, actions: [.output(port: 3)], data: frame)))
         #expect(sw.transmitted(on: 3) == [frame])
+    }
+
+    @Test func addedAndRemovedPortsAreAnnouncedAsPortStatus() async throws {
+        let sw = try AgentSwitch()
+        try await sw.start()
+        defer { Task { try? await sw.stop() } }
+        let controller = try TestController(port: sw.tcpPort)
+        try controller.sync()
+        let number = try sw.agent.addPort(InMemoryPort(name: "p9", buffers: sw.buffers))
+        #expect(number == 4)
+        let added = try controller.receive { if case .portStatus = $0 { true } else { false } }
+        guard case .portStatus(let status) = added.body else { return }
+        #expect(status.reason == .add && status.port.portNumber == 4 && status.port.name == "p9")
+        try sw.agent.removePort(4)
+        let removed = try controller.receive { if case .portStatus = $0 { true } else { false } }
+        guard case .portStatus(let gone) = removed.body else { return }
+        #expect(gone.reason == .delete && gone.port.portNumber == 4)
+        #expect(!sw.bridge.ports().contains { $0.number == 4 })
     }
 
     @Test func deletedFlowWithSendFlowRemovedNotifiesTheController() async throws {
