@@ -334,7 +334,8 @@ public final class Bridge: @unchecked Sendable {
                          packets: r.counters.packets.load(ordering: .relaxed),
                          bytes: r.counters.bytes.load(ordering: .relaxed),
                          durationSeconds: Double(now &- r.created) / 1e9,
-                         idleSeconds: Double(now &- max(last, r.created)) / 1e9)
+                         idleSeconds: Double(now &- max(last, r.created)) / 1e9,
+                         sendFlowRemoved: r.sendFlowRemoved)
     }
 
     /// Rules of one table (or all), highest priority first.
@@ -348,6 +349,14 @@ public final class Bridge: @unchecked Sendable {
                 }
             }
             return out
+        }
+    }
+
+    /// Number of rules in one table (or all) without copying them.
+    public func flowCount(table: UInt8? = nil) -> Int {
+        control.withLock { s in
+            guard let table else { return s.rules.reduce(0) { $0 + $1.count } }
+            return Int(table) < tableCount ? s.rules[Int(table)].count : 0
         }
     }
 
@@ -391,6 +400,9 @@ public final class Bridge: @unchecked Sendable {
             publish(&s, rebuild: [])
         }
     }
+
+    /// The groups as configured, by id.
+    public func groups() -> [UInt32: GroupDescription] { control.withLock { $0.groups } }
 
     public func deleteGroup(_ id: UInt32) throws(FlowError) {
         try control.withLock { s throws(FlowError) in

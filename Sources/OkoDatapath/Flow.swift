@@ -215,6 +215,8 @@ public struct FlowEntry: Sendable, Equatable {
     public var durationSeconds: Double
     /// Seconds since the last packet (or since installation).
     public var idleSeconds: Double
+    /// The rule asked for a flow-removed notification (OFPFF_SEND_FLOW_REM).
+    public var sendFlowRemoved: Bool = false
 }
 
 /// Why a flow was removed.

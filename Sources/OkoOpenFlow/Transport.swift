@@ -150,6 +150,8 @@ public final class OpenFlowConnector: Sendable {
         var stopped = false
         var delay: TimeAmount
         var channel: Channel?
+        /// The current connection's handler, for `broadcast`.
+        var handler: NIOLoopBound<OpenFlowChannelHandler>?
         var attempts = 0
     }
 
@@ -180,6 +182,13 @@ public final class OpenFlowConnector: Sendable {
 
     public func start() { connect() }
 
+    /// Sends a switch event (PACKET_IN, FLOW_REMOVED, PORT_STATUS) to the controller if connected and its
+    /// role receives it. Callable from any thread; the write happens on the connection's event loop.
+    public func broadcast(_ event: MessageBody) {
+        guard let handler = state.withLock({ $0.handler }) else { return }
+        handler.eventLoop.execute { handler.value.notify(event) }
+    }
+
     public func stop() {
         let channel = state.withLock { state in
             state.stopped = true
@@ -201,9 +210,11 @@ public final class OpenFlowConnector: Sendable {
             .channelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let session = OpenFlowSession(agent: makeAgent(), roles: roles)
-                    try channel.pipeline.syncOperations.addHandler(OpenFlowChannelHandler(session: session) {
+                    let handler = OpenFlowChannelHandler(session: session) {
                         self?.scheduleReconnect()
-                    })
+                    }
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    self?.state.withLock { $0.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
                 }
             }
         bootstrap.connect(host: host, port: port).whenComplete { [weak self] result in
@@ -225,6 +236,7 @@ public final class OpenFlowConnector: Sendable {
     private func scheduleReconnect() {
         let delay: TimeAmount? = state.withLock { state in
             state.channel = nil
+            state.handler = nil
             guard !state.stopped else { return nil }
             let current = state.delay
             state.delay = min(state.delay * 2, maxDelay)
