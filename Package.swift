@@ -110,7 +110,8 @@ let package = Package(
         .executableTarget(
             name: "okod",
             dependencies: [
-                "OkoDatapath", "OkoDPDK", "OkoAPI", "OkoHTTP", "OkoSyntax",
+                "OkoDatapath", "OkoDPDK", "OkoAPI", "OkoHTTP", "OkoSyntax", "OkoOpenFlow",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),

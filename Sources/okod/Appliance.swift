@@ -5,6 +5,8 @@ import OkoAPI
 import OkoDPDK
 import OkoDatapath
 import OkoHTTP
+import OkoOpenFlow
+import NIOPosix
 import Synchronization
 
 /// The running appliance: EAL and mempool, the switch service (bridges, ports, rules) with its DPDK ports,
@@ -20,6 +22,11 @@ final class Appliance: @unchecked Sendable {
     private let portFactory: DPDKPortFactory
     private let scheduler: PMDScheduler
     private let server: HTTPServer
+    private let openflowGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let openflowListen: (host: String, port: Int)
+    private let openflowBridge: String?
+    private var openflowListener: OpenFlowListener?
+    private var eventPump: DatapathEventPump?
     private let statsInterval: Double
     private var statsTimer: DispatchSourceTimer?
     private var lastSnapshot: [String: PortStatistics] = [:]
@@ -70,7 +77,12 @@ final class Appliance: @unchecked Sendable {
             }
         }
 
-        let (host, port) = try Self.split(listen: configuration.apiListen)
+        openflowListen = try Self.split(listen: configuration.openflowListen, key: "openflow.listen")
+        openflowBridge = configuration.openflowBridge ?? configuration.bridges.first?.name
+        if let name = configuration.openflowBridge, !configuration.bridges.contains(where: { $0.name == name }) {
+            throw ConfigurationError("openflow.bridge", "no configured bridge is named '\(name)'")
+        }
+        let (host, port) = try Self.split(listen: configuration.apiListen, key: "api.listen")
         let tokens = try AccessControl.loadOrCreate(path: configuration.apiTokenFile)
         logger.notice("API tokens: \(configuration.apiTokenFile)\(tokens.created ? " (created with a new admin token)" : "")")
         let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
@@ -87,9 +99,9 @@ final class Appliance: @unchecked Sendable {
         init(_ description: String) { self.description = description }
     }
 
-    static func split(listen: String) throws -> (String, Int) {
+    static func split(listen: String, key: String) throws -> (String, Int) {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-            throw ConfigurationError("api.listen", "'\(listen)' is not HOST:PORT")
+            throw ConfigurationError(key, "'\(listen)' is not HOST:PORT")
         }
         var host = String(listen[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
@@ -119,6 +131,7 @@ final class Appliance: @unchecked Sendable {
             throw StartupError("management API on \(server.configuration.host):\(server.configuration.port): \(failure)")
         }
         logger.info("management API listening on \(server.configuration.host):\(server.port ?? server.configuration.port)")
+        try startOpenFlow()
 
         if statsInterval > 0 {
             let timer = DispatchSource.makeTimerSource(queue: .main)
@@ -128,6 +141,40 @@ final class Appliance: @unchecked Sendable {
             statsTimer = timer
         }
         logger.notice("okod ready")
+    }
+
+    /// Serves the configured bridge's tables to OpenFlow controllers (ovs-ofctl, SDN controllers); the
+    /// REST API and OpenFlow change the same bridge.
+    private func startOpenFlow() throws {
+        guard let name = openflowBridge, let bridge = try? service.bridge(named: name),
+            let summary = try? service.summary(name)
+        else { return }
+        let agent = DatapathAgent(bridge: bridge, datapathID: summary.datapathID)
+        let listener = OpenFlowListener(group: openflowGroup) { agent }
+        agent.setEventSink { listener.broadcast($0) }
+        let (host, port) = openflowListen
+        let result = Mutex<Result<Int, any Error>?>(nil)
+        let started = DispatchSemaphore(value: 0)
+        Task {
+            do {
+                let bound = try await listener.start(host: host, port: port)
+                result.withLock { $0 = .success(bound) }
+            } catch {
+                result.withLock { $0 = .failure(error) }
+            }
+            started.signal()
+        }
+        started.wait()
+        switch result.withLock({ $0 })! {
+        case .success(let bound):
+            logger.info("OpenFlow 1.3 listening on \(host):\(bound) for bridge \(name)")
+        case .failure(let error):
+            throw StartupError("OpenFlow listener on \(host):\(port): \(error)")
+        }
+        let pump = DatapathEventPump(agent: agent)
+        pump.start(on: openflowGroup.next())
+        openflowListener = listener
+        eventPump = pump
     }
 
     func logCounters() {
@@ -160,6 +207,15 @@ final class Appliance: @unchecked Sendable {
             stopped.signal()
         }
         _ = stopped.wait(timeout: .now() + 0.5)
+        eventPump?.stop()
+        if let listener = openflowListener {
+            let closed = DispatchSemaphore(value: 0)
+            Task {
+                try? await listener.stop()
+                closed.signal()
+            }
+            _ = closed.wait(timeout: .now() + 0.2)
+        }
         scheduler.stopAll()
         logCounters()
         portFactory.closeAll()

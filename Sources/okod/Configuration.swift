@@ -34,6 +34,8 @@ struct Configuration {
     var apiListen = "127.0.0.1:8080"
     var apiTokenFile = "/var/lib/oko/api.tokens"
     var openflowListen = "127.0.0.1:6653"
+    /// The bridge the OpenFlow listener serves (default: the first configured bridge).
+    var openflowBridge: String?
     var logLevel = "info"
     var statsInterval: Double = 5
     var bridges: [Bridge] = []
@@ -73,7 +75,8 @@ struct Configuration {
             if let listen = try openflow.string("listen") {
                 config.openflowListen = try validateListen(listen, path: openflow.path + ".listen")
             }
-            try openflow.finish(allowed: ["listen"])
+            config.openflowBridge = try openflow.string("bridge")
+            try openflow.finish(allowed: ["listen", "bridge"])
         }
         if let level = try top.string("log_level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]

@@ -109,6 +109,7 @@ struct OkodProcessTests {
         let tokenFile = directory.appendingPathComponent("tokens")
         let shipped = try String(contentsOf: deploy.appendingPathComponent("demo.yaml"), encoding: .utf8)
         let yaml = shipped.replacingOccurrences(of: "listen: 127.0.0.1:8080", with: "listen: 127.0.0.1:0")
+            .replacingOccurrences(of: "listen: 127.0.0.1:6653", with: "listen: 127.0.0.1:0")
             .replacingOccurrences(of: "\"${config_dir}/../run/api.tokens\"", with: "\"\(tokenFile.path)\"")
             .replacingOccurrences(of: "${config_dir}", with: deploy.path)
         #expect(yaml != shipped)
@@ -151,10 +152,44 @@ struct OkodProcessTests {
                                    "--data", rule, "\(base)/v1/bridges/br0/flows"])
         #expect(added == 201)
 
+        // OpenFlow sees and changes the same tables: ovs-ofctl dumps the configured rules with their
+        // counters, and a rule it adds shows up in the REST API.
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/ovs-ofctl"),
+            let ofLine = okod.output.split(separator: "\n").first(where: { $0.contains("OpenFlow 1.3 listening on") }),
+            let ofPort = ofLine.split(separator: " ").first(where: { $0.hasPrefix("127.0.0.1:") }).flatMap({ Int($0.split(separator: ":")[1]) })
+        {
+            let target = "tcp:127.0.0.1:\(ofPort)"
+            let (dumpStatus, dump) = try run("/usr/bin/ovs-ofctl", ["-O", "OpenFlow13", "dump-flows", target])
+            #expect(dumpStatus == 0, "ovs-ofctl dump-flows: \(dump)")
+            let forwarding = dump.split(separator: "\n").first { $0.contains("in_port=1") && $0.contains("output:2") }
+            let packets = forwarding.flatMap { line in line.range(of: "n_packets=").map { Int(line[$0.upperBound...].prefix { $0.isNumber }) ?? 0 } } ?? 0
+            #expect(packets > 0, "the configured rule counts packets: \(dump)")
+            let (addStatus, addOutput) = try run("/usr/bin/ovs-ofctl", ["-O", "OpenFlow13", "add-flow", target, "priority=30,in_port=2,udp,actions=drop"])
+            #expect(addStatus == 0, "ovs-ofctl add-flow: \(addOutput)")
+            let (_, restFlows) = try curl(["-H", "Accept: text/plain", "\(base)/v1/bridges/br0/flows"])
+            #expect(restFlows.contains("priority=30,udp,in_port=2"), "REST must list the OpenFlow rule: \(restFlows)")
+        } else {
+            Issue.record("no ovs-ofctl or no OpenFlow address in the log:\n\(okod.output.prefix(3000))")
+        }
+
         kill(okod.process.processIdentifier, SIGINT)
         let elapsed = okod.waitForExit(timeout: 5)
         #expect(elapsed != nil && elapsed! < 1.0, "okod must stop within one second of SIGINT (took \(String(describing: elapsed)))")
         #expect(okod.process.terminationStatus == 0)
+    }
+
+    /// Runs a program; returns (exit status, combined output).
+    private func run(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
     /// Runs curl; returns (HTTP status, body).
