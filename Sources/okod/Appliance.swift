@@ -114,21 +114,11 @@ final class Appliance: @unchecked Sendable {
         service.onBridgesChanged { bridges in scheduler.restart(bridges: bridges) }
 
         // The server starts on NIO's threads; wait here so a failure (address in use) stops start-up.
-        let result = Mutex<(any Error)??>(nil)
-        let started = DispatchSemaphore(value: 0)
         let server = self.server
-        Task {
-            do {
-                try await server.start()
-                result.withLock { $0 = .some(nil) }
-            } catch {
-                result.withLock { $0 = .some(error) }
-            }
-            started.signal()
-        }
-        started.wait()
-        if let failure = result.withLock({ $0 }) ?? nil {
-            throw StartupError("management API on \(server.configuration.host):\(server.configuration.port): \(failure)")
+        do {
+            try waitFor { try await server.start() }
+        } catch {
+            throw StartupError("management API on \(server.configuration.host):\(server.configuration.port): \(error)")
         }
         logger.info("management API listening on \(server.configuration.host):\(server.port ?? server.configuration.port)")
         try startOpenFlow()
@@ -153,22 +143,10 @@ final class Appliance: @unchecked Sendable {
         let listener = OpenFlowListener(group: openflowGroup) { agent }
         agent.setEventSink { listener.broadcast($0) }
         let (host, port) = openflowListen
-        let result = Mutex<Result<Int, any Error>?>(nil)
-        let started = DispatchSemaphore(value: 0)
-        Task {
-            do {
-                let bound = try await listener.start(host: host, port: port)
-                result.withLock { $0 = .success(bound) }
-            } catch {
-                result.withLock { $0 = .failure(error) }
-            }
-            started.signal()
-        }
-        started.wait()
-        switch result.withLock({ $0 })! {
-        case .success(let bound):
+        do {
+            let bound = try waitFor { try await listener.start(host: host, port: port) }
             logger.info("OpenFlow 1.3 listening on \(host):\(bound) for bridge \(name)")
-        case .failure(let error):
+        } catch {
             throw StartupError("OpenFlow listener on \(host):\(port): \(error)")
         }
         let pump = DatapathEventPump(agent: agent)
@@ -200,27 +178,41 @@ final class Appliance: @unchecked Sendable {
     /// Stops the API, then the poll-mode threads, then the ports, then the EAL.
     func stop() {
         statsTimer?.cancel()
-        let stopped = DispatchSemaphore(value: 0)
         let server = self.server
-        Task {
-            await server.shutdown(gracePeriod: .milliseconds(300))
-            stopped.signal()
-        }
-        _ = stopped.wait(timeout: .now() + 0.5)
+        _ = try? waitFor(timeout: 0.5) { await server.shutdown(gracePeriod: .milliseconds(300)) }
         eventPump?.stop()
         if let listener = openflowListener {
-            let closed = DispatchSemaphore(value: 0)
-            Task {
-                try? await listener.stop()
-                closed.signal()
-            }
-            _ = closed.wait(timeout: .now() + 0.2)
+            _ = try? waitFor(timeout: 0.2) { try await listener.stop() }
         }
         scheduler.stopAll()
         logCounters()
         portFactory.closeAll()
         EAL.cleanup()
     }
+}
+
+/// Runs `operation` on the concurrency pool and blocks the calling (main) thread until it finishes or
+/// `timeout` seconds pass; start-up and shutdown are sequential, so the main thread has nothing else to do.
+private func waitFor<T: Sendable>(
+    timeout: Double? = nil, _ operation: @escaping @Sendable () async throws -> T
+) throws -> T {
+    let result = Mutex<Result<T, any Error>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do {
+            let value = try await operation()
+            result.withLock { $0 = .success(value) }
+        } catch {
+            result.withLock { $0 = .failure(error) }
+        }
+        done.signal()
+    }
+    if let timeout {
+        guard done.wait(timeout: .now() + timeout) == .success else { throw Appliance.StartupError("timed out") }
+    } else {
+        done.wait()
+    }
+    return try result.withLock { $0 }!.get()
 }
 
 /// Creates DPDK ports for the switch service and remembers them so they can be closed before the EAL goes.

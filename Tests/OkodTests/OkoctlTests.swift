@@ -3,20 +3,8 @@ import Testing
 
 /// okoctl as operators run it. (Commands against a running okod are tested with the REST API.)
 struct OkoctlTests {
-    private func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = TestEnvironment.executable("okoctl")
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env.merge(environment) { $1 }
-        process.environment = env
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    private func run(_ arguments: [String]) throws -> (Int32, String) {
+        try runToCompletion(TestEnvironment.executable("okoctl"), arguments)
     }
 
     @Test func helpListsTheOvsOfctlVerbsWithExamples() throws {

@@ -178,18 +178,8 @@ struct OkodProcessTests {
         #expect(okod.process.terminationStatus == 0)
     }
 
-    /// Runs a program; returns (exit status, combined output).
     private func run(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runToCompletion(URL(fileURLWithPath: path), arguments)
     }
 
     /// Runs curl; returns (HTTP status, body).

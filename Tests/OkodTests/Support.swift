@@ -26,6 +26,21 @@ enum TestEnvironment {
     }
 }
 
+/// Runs `executable` to completion; returns its exit status and its stdout and stderr together.
+func runToCompletion(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+}
+
 /// A child process whose stdout and stderr are collected into one text buffer.
 final class ChildProcess: @unchecked Sendable {
     let process = Process()
