@@ -46,6 +46,8 @@ final class ChildProcess: @unchecked Sendable {
     let process = Process()
     private let lock = NSLock()
     private var collected = Data()
+    /// The child closed its output (it exited and everything it wrote has been collected).
+    private var reachedEnd = false
 
     init(_ executable: URL, _ arguments: [String]) throws {
         process.executableURL = executable
@@ -55,9 +57,14 @@ final class ChildProcess: @unchecked Sendable {
         process.standardError = pipe
         pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
+            guard let self else { return }
             self.lock.lock()
-            self.collected.append(data)
+            if data.isEmpty {
+                self.reachedEnd = true
+                handle.readabilityHandler = nil
+            } else {
+                self.collected.append(data)
+            }
             self.lock.unlock()
         }
         try process.run()
@@ -89,7 +96,17 @@ final class ChildProcess: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
             return nil
         }
-        return Date().timeIntervalSince(start)
+        let elapsed = Date().timeIntervalSince(start)
+        // The exit can be seen before the last output arrives: wait (briefly) for the pipe's end.
+        let drainDeadline = Date().addingTimeInterval(2)
+        while Date() < drainDeadline {
+            lock.lock()
+            let done = reachedEnd
+            lock.unlock()
+            if done { break }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        return elapsed
     }
 
     deinit {
