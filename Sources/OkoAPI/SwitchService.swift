@@ -44,6 +44,12 @@ public protocol ProgramCatalogue: Sendable {
     func programCount(bridge: String) -> Int
     /// Metric families of programs and maps (`oko_program_*`, `oko_map_*`).
     func metricFamilies() -> [MetricFamily]
+    /// The datapath program id behind the operator's `filter_prog=N` (nil: no such program).
+    func datapathProgramID(bridge: String, program: UInt32) -> UInt32?
+}
+
+extension ProgramCatalogue {
+    public func datapathProgramID(bridge: String, program: UInt32) -> UInt32? { program }
 }
 
 /// A rule as the service reports it.
@@ -157,6 +163,7 @@ public final class SwitchService: Sendable {
     }
 
     public func deleteBridge(name: String) throws(SwitchError) {
+        (programs as? LoadedProgramCatalogue)?.forgetBridge(name)
         try state.withLock { bridges throws(SwitchError) in
             guard bridges.removeValue(forKey: name) != nil else { throw .notFound("bridge '\(name)' does not exist") }
         }
@@ -233,7 +240,16 @@ public final class SwitchService: Sendable {
         var converted: [(FlowSpec, FlowMatch, FlowInstructions)] = []
         for (index, spec) in specs.enumerated() {
             do {
-                converted.append((spec, try FlowConversion.match(spec), try FlowConversion.instructions(spec)))
+                var match = try FlowConversion.match(spec)
+                if let program = match.filterProgram, let programs {
+                    guard let datapathID = programs.datapathProgramID(bridge: name, program: program) else {
+                        throw SwitchError.unprocessable("filter_prog=\(program): no such program on bridge \(name)")
+                    }
+                    match.filterProgram = datapathID
+                }
+                converted.append((spec, match, try FlowConversion.instructions(spec)))
+            } catch SwitchError.unprocessable(let message) {
+                throw .unprocessable(specs.count > 1 ? "flows[\(index)]: \(message)" : message)
             } catch {
                 throw .unprocessable(specs.count > 1 ? "flows[\(index)]: \(error)" : "\(error)")
             }
