@@ -40,6 +40,10 @@ public final class LoadedProgramCatalogue: ProgramCatalogue {
         state.withLock { $0[bridge]?[program]?.datapathID }
     }
 
+    public func operatorProgramID(bridge: String, datapathID: UInt32) -> UInt32? {
+        state.withLock { $0[bridge]?.values.first { $0.datapathID == datapathID }?.id }
+    }
+
     func entries(bridge: String) -> [Entry] { state.withLock { ($0[bridge] ?? [:]).values.sorted { $0.id < $1.id } } }
     func entry(bridge: String, id: UInt32) -> Entry? { state.withLock { $0[bridge]?[id] } }
 

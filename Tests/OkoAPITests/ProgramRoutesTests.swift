@@ -65,8 +65,8 @@ func udpFrame(toHost lastOctet: UInt8, sourcePort: UInt16 = 1234) -> [UInt8] {
         let h = try await harnessWithBridge()
         defer { Task { await h.stop() } }
 
-        #expect(try h.curl("PUT", "/v1/bridges/br0/programs/1", body: "@" + object, contentType: "text/plain").status == 415)
-        let put = try h.curl("PUT", "/v1/bridges/br0/programs/1", body: "@" + object, contentType: "application/octet-stream")
+        #expect(try h.curl("PUT", "/v1/bridges/br0/programs/4", body: "@" + object, contentType: "text/plain").status == 415)
+        let put = try h.curl("PUT", "/v1/bridges/br0/programs/4", body: "@" + object, contentType: "application/octet-stream")
         #expect(put.status == 201, "\(put.body)")
         #expect(put.json?["section"]?.stringValue == "oko/filter")
         #expect((put.json?["instructions"]?.unsignedValue ?? 0) > 0)
@@ -76,7 +76,7 @@ func udpFrame(toHost lastOctet: UInt8, sourcePort: UInt16 = 1234) -> [UInt8] {
         #expect(blocked["value_size"]?.unsignedValue == 8)
 
         // Block 10.0.0.2 with a zero hit counter.
-        let update = try h.curl("PUT", "/v1/bridges/br0/programs/1/maps/blocked",
+        let update = try h.curl("PUT", "/v1/bridges/br0/programs/4/maps/blocked",
                                 body: #"{"entries":[{"key":"0a000002","value":"0000000000000000"}]}"#)
         #expect(update.status == 200, "\(update.body)")
         #expect(update.json?["updated"]?.unsignedValue == 1)
@@ -84,8 +84,11 @@ func udpFrame(toHost lastOctet: UInt8, sourcePort: UInt16 = 1234) -> [UInt8] {
         let unknown = try h.curl("POST", "/v1/bridges/br0/flows", body: "priority=1,in_port=1,filter_prog=9,actions=output:2\n", contentType: "text/plain")
         #expect(unknown.status == 422, "\(unknown.body)")
         let rules = try h.curl("POST", "/v1/bridges/br0/flows",
-                               body: "priority=1,in_port=1,filter_prog=1,actions=output:2\npriority=0,actions=drop\n", contentType: "text/plain")
+                               body: "priority=1,in_port=1,filter_prog=4,actions=output:2\npriority=0,actions=drop\n", contentType: "text/plain")
         #expect(rules.status == 201, "\(rules.body)")
+        // Rules name the operator's id; the datapath's own id stays internal.
+        let listed = try h.curl("GET", "/v1/bridges/br0/flows", accept: "text/plain")
+        #expect(listed.body.contains("filter_prog=4"), "\(listed.body)")
         try h.startPMD(bridge: "br0")
 
         let rx = try #require(h.ports.port(named: "p1"))
@@ -101,15 +104,15 @@ func udpFrame(toHost lastOctet: UInt8, sourcePort: UInt16 = 1234) -> [UInt8] {
         #expect(received.allSatisfy { $0[33] == 3 })
 
         // The blocked destination's hit counter (little-endian u64) reads back through the API.
-        let entry = try h.curl("GET", "/v1/bridges/br0/programs/1/maps/blocked?key=0a000002")
+        let entry = try h.curl("GET", "/v1/bridges/br0/programs/4/maps/blocked?key=0a000002")
         #expect(entry.status == 200, "\(entry.body)")
         guard case .array(let entries)? = entry.json?["entries"] else { Issue.record("no entries: \(entry.body)"); return }
         #expect(entries.first?["value"]?.stringValue == "0300000000000000")
-        let page = try h.curl("GET", "/v1/bridges/br0/programs/1/maps/0?limit=10")
+        let page = try h.curl("GET", "/v1/bridges/br0/programs/4/maps/0?limit=10")
         #expect(page.json?["map"]?["entries"]?.unsignedValue == 1)
 
         // Unblocking through the API lets the next packets to 10.0.0.2 through.
-        let removal = try h.curl("DELETE", "/v1/bridges/br0/programs/1/maps/blocked?key=0a000002")
+        let removal = try h.curl("DELETE", "/v1/bridges/br0/programs/4/maps/blocked?key=0a000002")
         #expect(removal.json?["deleted"]?.unsignedValue == 1)
         for i in 0..<2 { #expect(rx.inject(udpFrame(toHost: 2, sourcePort: UInt16(4000 + i)))) }
         var after: [[UInt8]] = []
@@ -117,17 +120,17 @@ func udpFrame(toHost lastOctet: UInt8, sourcePort: UInt16 = 1234) -> [UInt8] {
         #expect(after.count == 2)
         #expect(after.allSatisfy { $0[33] == 2 })
 
-        let described = try h.curl("GET", "/v1/bridges/br0/programs/1?disassemble=true")
+        let described = try h.curl("GET", "/v1/bridges/br0/programs/4?disassemble=true")
         #expect(described.json?["referenced_by"]?.unsignedValue == 1)
         #expect((described.json?["stats"]?["matches"]?.unsignedValue ?? 0) >= 6)
         if case .array(let lines)? = described.json?["disassembly"] { #expect(!lines.isEmpty) } else { Issue.record("no disassembly") }
         let metrics = try h.curl("GET", "/metrics").body
-        #expect((metricValue(metrics, "oko_program_runs_total", containing: [#"program="1""#]) ?? 0) >= 9)
+        #expect((metricValue(metrics, "oko_program_runs_total", containing: [#"program="4""#]) ?? 0) >= 9)
         #expect(metricValue(metrics, "oko_map_entries", containing: [#"map="blocked""#]) == 0)
 
         let list = try h.curl("GET", "/v1/bridges/br0/programs")
         if case .array(let programs)? = list.json?["programs"] { #expect(programs.count == 1) } else { Issue.record("no list: \(list.body)") }
-        #expect(try h.curl("DELETE", "/v1/bridges/br0/programs/1").status == 409)
+        #expect(try h.curl("DELETE", "/v1/bridges/br0/programs/4").status == 409)
     }
 
     @Test func replacingAnUnusedProgramKeepsMatchingMapsOnlyWhenAsked() async throws {
