@@ -33,11 +33,11 @@ extension ManagementAPI {
             }
             return e
         }
-        @Sendable func loadedMap(_ c: RouteContext) throws(APIProblem) -> LoadedMap {
+        @Sendable func loadedMap(_ c: RouteContext) throws(APIProblem) -> (BTF?, LoadedMap) {
             let e = try loaded(c)
             let name = c.parameter("map")
-            if let m = e.program.map(named: name) { return m }
-            if let index = Int(name), e.program.maps.indices.contains(index) { return e.program.maps[index] }
+            if let m = e.program.map(named: name) { return (e.program.object.btf, m) }
+            if let index = Int(name), e.program.maps.indices.contains(index) { return (e.program.object.btf, e.program.maps[index]) }
             throw APIProblem(404, "program \(e.id) has no map '\(name)'")
         }
         @Sendable func flag(_ c: RouteContext, _ name: String) throws(APIProblem) -> Bool {
@@ -76,16 +76,17 @@ extension ManagementAPI {
 
         // maps
         add("GET", "/v1/bridges/{bridge}/programs/{program}/maps") { c throws(APIProblem) in
-            .json(.object([("maps", .array(try loaded(c).program.maps.map(Self.mapJSON)))]))
+            let e = try loaded(c)
+            return .json(.object([("maps", .array(e.program.maps.map { Self.mapJSON($0, btf: e.program.object.btf) }))]))
         }
         add("GET", "/v1/bridges/{bridge}/programs/{program}/maps/{map}") { c throws(APIProblem) in
-            let m = try loadedMap(c)
+            let (btf, m) = try loadedMap(c)
             if let keyText = c.query.last(where: { $0.name == "key" })?.value {
                 let key = try Self.hexBytes(keyText, what: "key", size: Int(m.spec.keySize))
                 let value: [UInt8]?
                 do { value = try m.map.lookup(key: key) } catch { throw APIProblem(400, "key: \(error)") }
                 guard let value else { throw APIProblem(404, "map \(m.spec.name) has no key \(keyText)") }
-                return .json(.object([("map", Self.mapJSON(m)), ("entries", .array([Self.entryJSON(key, value)]))]))
+                return .json(.object([("map", Self.mapJSON(m, btf: btf)), ("entries", .array([Self.entryJSON(m, btf: btf, key, value)]))]))
             }
             var limit = 1000
             if let l = c.query.last(where: { $0.name == "limit" })?.value {
@@ -99,13 +100,13 @@ extension ManagementAPI {
             let page: [BPFMapEntry]
             do { page = try m.map.entries(startingAfter: after, limit: limit + 1) } catch { throw APIProblem(400, "\(error)") }
             var pairs: [(String, JSONValue)] = [
-                ("map", Self.mapJSON(m)), ("entries", .array(page.prefix(limit).map { Self.entryJSON($0.key, $0.value) })),
+                ("map", Self.mapJSON(m, btf: btf)), ("entries", .array(page.prefix(limit).map { Self.entryJSON(m, btf: btf, $0.key, $0.value) })),
             ]
             if page.count > limit { pairs.append(("next", .string(Self.hex(page[limit - 1].key)))) }
             return .json(.object(pairs))
         }
         add("PUT", "/v1/bridges/{bridge}/programs/{program}/maps/{map}", accepts: Self.json) { c throws(APIProblem) in
-            let m = try loadedMap(c)
+            let (btf, m) = try loadedMap(c)
             let body = try parseJSONBody(c.request)
             _ = try objectPairs(body, allowed: ["entries", "flags"], what: "map update")
             var flags = BPFUpdateFlags.any
@@ -137,7 +138,7 @@ extension ManagementAPI {
             return .json(.object([("updated", .integer(Int64(updated)))]))
         }
         add("DELETE", "/v1/bridges/{bridge}/programs/{program}/maps/{map}") { c throws(APIProblem) in
-            let m = try loadedMap(c)
+            let (btf, m) = try loadedMap(c)
             if let keyText = c.query.last(where: { $0.name == "key" })?.value {
                 let key = try Self.hexBytes(keyText, what: "key", size: Int(m.spec.keySize))
                 let present: Bool
@@ -161,7 +162,7 @@ extension ManagementAPI {
             ("instructions", .integer(Int64(p.instructionCount))), ("jit", .bool(true)),
             ("loaded_at", .string(ISO8601DateFormatter().string(from: e.loadedAt))),
             ("referenced_by", .integer(Int64(rules.filter { $0.match.filterProgram == e.datapathID }.count))),
-            ("maps", .array(p.maps.map(mapJSON))),
+            ("maps", .array(p.maps.map { mapJSON($0, btf: p.object.btf) })),
             ("verifier", .object([
                 ("instructions_processed", .integer(Int64(v.instructionsProcessed))), ("states", .integer(Int64(v.statesStored))),
                 ("pruned", .integer(Int64(v.statesPruned))), ("max_stack_depth", .integer(Int64(v.maxStackDepth))),
@@ -176,19 +177,46 @@ extension ManagementAPI {
         return .object(pairs)
     }
 
-    static func mapJSON(_ m: LoadedMap) -> JSONValue {
+    static func mapJSON(_ m: LoadedMap, btf: BTF?) -> JSONValue {
         let count = ((try? m.map.entries()) ?? []).count
-        return .object([
+        var pairs: [(String, JSONValue)] = [
             ("index", .integer(Int64(m.index))), ("name", .string(m.spec.name)), ("type", .string("\(m.spec.type)")),
             ("type_id", .integer(Int64(m.spec.type.rawValue))), ("key_size", .integer(Int64(m.spec.keySize))),
             ("value_size", .integer(Int64(m.spec.valueSize))), ("max_entries", .integer(Int64(m.spec.maxEntries))),
             ("flags", .integer(Int64(m.spec.flags))), ("entries", .integer(Int64(count))),
             ("memory_bytes", .integer(Int64(m.spec.maxEntries) * Int64(m.spec.keySize + m.spec.valueSize))),
-        ])
+        ]
+        if let btf {
+            for (field, id) in [("key_type", m.spec.btfKeyTypeID), ("value_type", m.spec.btfValueTypeID)] {
+                guard let id, let resolved = try? btf.resolvedID(id), let type = btf.type(resolved), let size = try? btf.size(of: id) else { continue }
+                pairs.append((field, .object([
+                    ("name", .string(btf.typeName(id))), ("kind", .string(type.kindName)), ("size", .integer(Int64(size))),
+                ])))
+            }
+        }
+        return .object(pairs)
     }
 
-    static func entryJSON(_ key: [UInt8], _ value: [UInt8]) -> JSONValue {
-        .object([("key", .string(hex(key))), ("value", .string(hex(value)))])
+    /// Hex `key`/`value`, plus `key_typed`/`value_typed` rendered through the object's BTF when it has types for the map.
+    static func entryJSON(_ m: LoadedMap, btf: BTF?, _ key: [UInt8], _ value: [UInt8]) -> JSONValue {
+        var pairs: [(String, JSONValue)] = [("key", .string(hex(key))), ("value", .string(hex(value)))]
+        if let btf {
+            if let id = m.spec.btfKeyTypeID, let typed = try? btf.render(key, as: id) { pairs.append(("key_typed", json(typed))) }
+            if let id = m.spec.btfValueTypeID, let typed = try? btf.render(value, as: id) { pairs.append(("value_typed", json(typed))) }
+        }
+        return .object(pairs)
+    }
+
+    static func json(_ v: BTFValue) -> JSONValue {
+        switch v {
+        case .signed(let x): .integer(x)
+        case .unsigned(let x): .unsigned(x)
+        case .float(let x): x.isFinite ? .double(x) : .null
+        case .bool(let x): .bool(x)
+        case .string(let x): .string(x)
+        case .array(let xs): .array(xs.map(json))
+        case .object(let fields): .object(fields.map { ($0.name, json($0.value)) })
+        }
     }
 
     static func hex(_ bytes: [UInt8]) -> String {

@@ -74,6 +74,7 @@ func udpFrame(toHost lastOctet: UInt8, sourcePort: UInt16 = 1234) -> [UInt8] {
         #expect(blocked["name"]?.stringValue == "blocked")
         #expect(blocked["key_size"]?.unsignedValue == 4)
         #expect(blocked["value_size"]?.unsignedValue == 8)
+        #expect(blocked["value_type"]?["size"]?.unsignedValue == 8, "\(put.body)")
 
         // Block 10.0.0.2 with a zero hit counter.
         let update = try h.curl("PUT", "/v1/bridges/br0/programs/4/maps/blocked",
@@ -108,6 +109,7 @@ func udpFrame(toHost lastOctet: UInt8, sourcePort: UInt16 = 1234) -> [UInt8] {
         #expect(entry.status == 200, "\(entry.body)")
         guard case .array(let entries)? = entry.json?["entries"] else { Issue.record("no entries: \(entry.body)"); return }
         #expect(entries.first?["value"]?.stringValue == "0300000000000000")
+        #expect(entries.first?["value_typed"]?.unsignedValue == 3, "\(entry.body)")
         let page = try h.curl("GET", "/v1/bridges/br0/programs/4/maps/0?limit=10")
         #expect(page.json?["map"]?["entries"]?.unsignedValue == 1)
 
