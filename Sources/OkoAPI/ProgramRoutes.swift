@@ -121,12 +121,10 @@ extension ManagementAPI {
             guard case .array(let items) = body["entries"] ?? .null else { throw APIProblem(400, "entries: required, an array") }
             var decoded: [([UInt8], [UInt8])] = []
             for (i, item) in items.enumerated() {
-                _ = try objectPairs(item, allowed: ["key", "value"], what: "entries[\(i)]")
-                guard let k = item["key"]?.stringValue, let v = item["value"]?.stringValue else {
-                    throw APIProblem(400, "entries[\(i)]: key and value are required, as hex strings")
-                }
-                decoded.append((try Self.hexBytes(k, what: "entries[\(i)].key", size: Int(m.spec.keySize)),
-                                try Self.hexBytes(v, what: "entries[\(i)].value", size: Int(m.spec.valueSize))))
+                _ = try objectPairs(item, allowed: ["key", "value", "key_typed", "value_typed"], what: "entries[\(i)]")
+                decoded.append((
+                    try Self.entryBytes(item, "key", btf: btf, typeID: m.spec.btfKeyTypeID, size: Int(m.spec.keySize), what: "entries[\(i)]"),
+                    try Self.entryBytes(item, "value", btf: btf, typeID: m.spec.btfValueTypeID, size: Int(m.spec.valueSize), what: "entries[\(i)]")))
             }
             var updated = 0
             for (i, (k, v)) in decoded.enumerated() {
@@ -205,6 +203,29 @@ extension ManagementAPI {
             if let id = m.spec.btfValueTypeID, let typed = try? btf.render(value, as: id) { pairs.append(("value_typed", json(typed))) }
         }
         return .object(pairs)
+    }
+
+    /// The bytes of `item[field]` (hex) or `item[field_typed]` (JSON encoded through the map's BTF type).
+    static func entryBytes(_ item: JSONValue, _ field: String, btf: BTF?, typeID: UInt32?, size: Int, what: String) throws(APIProblem) -> [UInt8] {
+        if let text = item[field]?.stringValue { return try hexBytes(text, what: "\(what).\(field)", size: size) }
+        guard let typed = item[field + "_typed"] else {
+            throw APIProblem(400, "\(what): \(field) (hex) or \(field)_typed is required")
+        }
+        guard let btf, let typeID else { throw APIProblem(400, "\(what).\(field)_typed: the map has no BTF type; give \(field) as hex") }
+        do { return try btf.encode(btfValue(typed), as: typeID) } catch { throw APIProblem(400, "\(what).\(field)_typed: \(error)") }
+    }
+
+    static func btfValue(_ v: JSONValue) -> BTFValue {
+        switch v {
+        case .null: .unsigned(0)
+        case .bool(let x): .bool(x)
+        case .integer(let x): .signed(x)
+        case .unsigned(let x): .unsigned(x)
+        case .double(let x): .float(x)
+        case .string(let x): .string(x)
+        case .array(let xs): .array(xs.map(btfValue))
+        case .object(let pairs): .object(pairs.map { BTFValue.Field(name: $0.0, value: btfValue($0.1)) })
+        }
     }
 
     static func json(_ v: BTFValue) -> JSONValue {

@@ -147,10 +147,14 @@ func udpFrame(toHost lastOctet: UInt8, sourcePort: UInt16 = 1234) -> [UInt8] {
         let maps = try h.curl("GET", "/v1/bridges/br0/programs/2/maps")
         guard case .array(let list)? = maps.json?["maps"] else { Issue.record("no maps: \(maps.body)"); return }
         #expect(Set(list.compactMap { $0["name"]?.stringValue }) == ["config", "buckets", "drops"])
-        // 1 packet per second with a burst of 3 (two little-endian u64s).
+        // 1 packet per second with a burst of 3, given as typed JSON (encoded through the object's BTF).
         let config = try h.curl("PUT", "/v1/bridges/br0/programs/2/maps/config",
-                                body: #"{"entries":[{"key":"00000000","value":"01000000000000000300000000000000"}]}"#)
+                                body: #"{"entries":[{"key_typed":0,"value_typed":{"rate":1,"burst":3}}]}"#)
         #expect(config.status == 200, "\(config.body)")
+        let stored = try h.curl("GET", "/v1/bridges/br0/programs/2/maps/config?key=00000000").json?["entries"]?.firstValueHex
+        #expect(stored == "01000000000000000300000000000000")
+        #expect(try h.curl("PUT", "/v1/bridges/br0/programs/2/maps/config",
+                           body: #"{"entries":[{"key_typed":0,"value_typed":{"rate":1,"speed":3}}]}"#).status == 400)
         #expect(try h.curl("POST", "/v1/bridges/br0/flows",
                            body: "priority=1,in_port=1,filter_prog=2,actions=output:2\npriority=0,actions=drop\n", contentType: "text/plain").status == 201)
         try h.startPMD(bridge: "br0")
