@@ -31,6 +31,8 @@ public final class LoadedProgramCatalogue: ProgramCatalogue {
 
     /// Bridge name -> operator id -> loaded program.
     private let state = Mutex<[String: [UInt32: Entry]]>([:])
+    /// Serializes loads and unloads, so two PUTs of one id cannot both detach or both attach.
+    private let changes = Mutex<Void>(())
 
     public init() {}
 
@@ -49,6 +51,12 @@ public final class LoadedProgramCatalogue: ProgramCatalogue {
 
     /// Loads (or replaces) program `id` on `bridge`; true when it was new.
     func load(bridgeName: String, bridge: Bridge, id: UInt32, object: [UInt8], section: String?, keepMaps: Bool) throws(APIProblem) -> Bool {
+        try changes.withLock { _ throws(APIProblem) -> Bool in
+            try loadLocked(bridgeName: bridgeName, bridge: bridge, id: id, object: object, section: section, keepMaps: keepMaps)
+        }
+    }
+
+    private func loadLocked(bridgeName: String, bridge: Bridge, id: UInt32, object: [UInt8], section: String?, keepMaps: Bool) throws(APIProblem) -> Bool {
         let program: OkoLoader.FilterProgram
         do {
             program = try OkoLoader.FilterProgram(objectBytes: object, program: section)
@@ -85,6 +93,10 @@ public final class LoadedProgramCatalogue: ProgramCatalogue {
     }
 
     func unload(bridgeName: String, bridge: Bridge, id: UInt32) throws(APIProblem) {
+        try changes.withLock { _ throws(APIProblem) in try unloadLocked(bridgeName: bridgeName, bridge: bridge, id: id) }
+    }
+
+    private func unloadLocked(bridgeName: String, bridge: Bridge, id: UInt32) throws(APIProblem) {
         guard let old = entry(bridge: bridgeName, id: id) else { throw APIProblem(404, "no program \(id) on bridge \(bridgeName)") }
         do { try bridge.detachProgram(old.datapathID) } catch {
             throw APIProblem(409, "program \(id) is used by rules; delete them first")
