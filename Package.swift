@@ -102,7 +102,7 @@ let package = Package(
         ),
         .target(
             name: "OkoAPI",
-            dependencies: ["OkoSyntax", "OkoHTTP", "OkoDatapath", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["OkoSyntax", "OkoHTTP", "OkoDatapath", "OkoLoader", "OkoMaps", "OkoVerifier", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swift6
         ),
 
@@ -150,7 +150,7 @@ let package = Package(
             swiftSettings: swift6
         ),
         .testTarget(name: "OkoSyntaxTests", dependencies: ["OkoSyntax"], swiftSettings: swift6),
-        .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI", "OkoHTTP", "OkoDatapath", "OkoSyntax"], swiftSettings: swift6),
+        .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI", "OkoHTTP", "OkoDatapath", "OkoSyntax", "OkoLoader"], swiftSettings: swift6),
         .testTarget(name: "OkoStoreTests", dependencies: ["OkoStore"], swiftSettings: swift6),
         .testTarget(name: "OkodTests", dependencies: [], swiftSettings: swift6),
     ]

@@ -13,7 +13,7 @@
 //   field), 401/403 (also counted in `oko_api_auth_refusals_total`), 404, 405 with `Allow`, 409, 413
 //   (the API's own body limit, below the server's), 415, 422 (well-formed but not doable).
 // - Audit: every request that changes state logs one line: who (token name), what (method, path), result.
-// - Programs and maps are served by another module later through `ProgramCatalogue`; no routes yet.
+// - Programs and maps: `ProgramRoutes.swift`, served when the service has a `LoadedProgramCatalogue`.
 // - Wiring (okod): `let service = SwitchService(portFactory: dpdkFactory, buffers: { mempool })`;
 //   `service.register(pmd:)` for each PMD thread (for /metrics); `service.ready` false until the
 //   configuration is restored (/readyz 503); `HTTPServer(configuration:, handler: ManagementAPI(service:,
@@ -32,6 +32,8 @@ public struct APIProblem: Error, Sendable {
     public var status: Int
     public var detail: String
     public var headers: [(String, String)] = []
+    /// The refused instruction's index (verifier refusals), reported as `instruction`.
+    public var instruction: Int? = nil
 
     public init(_ status: Int, _ detail: String, headers: [(String, String)] = []) {
         self.status = status
@@ -58,10 +60,12 @@ public struct APIProblem: Error, Sendable {
 
     func response(instance: String) -> HTTPResponse {
         let title = Self.titles[status] ?? "Error"
-        let body: JSONValue = .object([
+        var pairs: [(String, JSONValue)] = [
             ("type", .string("about:blank")), ("title", .string(title)), ("status", .integer(Int64(status))),
             ("detail", .string(detail)), ("instance", .string(instance)),
-        ])
+        ]
+        if let instruction { pairs.append(("instruction", .integer(Int64(instruction)))) }
+        let body: JSONValue = .object(pairs)
         var headers = HTTPHeaders([("content-type", "application/problem+json")])
         for (name, value) in self.headers { headers.add(name, value) }
         return HTTPResponse(status: status, headers: headers, body: Array(body.text.utf8))

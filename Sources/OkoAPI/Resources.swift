@@ -10,6 +10,7 @@ extension ManagementAPI {
 
     func registerRoutes() {
         let s = service
+        registerProgramRoutes()
         add("GET", "/healthz", open: true) { [self] _ in
             .json(.object([("status", .string("ok")), ("version", .string(version)), ("uptime_seconds", .double(uptimeSeconds))]))
         }

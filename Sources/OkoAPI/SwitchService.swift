@@ -44,6 +44,15 @@ public protocol ProgramCatalogue: Sendable {
     func programCount(bridge: String) -> Int
     /// Metric families of programs and maps (`oko_program_*`, `oko_map_*`).
     func metricFamilies() -> [MetricFamily]
+    /// The datapath program id behind the operator's `filter_prog=N` (nil: no such program).
+    func datapathProgramID(bridge: String, program: UInt32) -> UInt32?
+    /// The operator's id for a datapath program id (for listing rules).
+    func operatorProgramID(bridge: String, datapathID: UInt32) -> UInt32?
+}
+
+extension ProgramCatalogue {
+    public func datapathProgramID(bridge: String, program: UInt32) -> UInt32? { program }
+    public func operatorProgramID(bridge: String, datapathID: UInt32) -> UInt32? { datapathID }
 }
 
 /// A rule as the service reports it.
@@ -157,6 +166,7 @@ public final class SwitchService: Sendable {
     }
 
     public func deleteBridge(name: String) throws(SwitchError) {
+        (programs as? LoadedProgramCatalogue)?.forgetBridge(name)
         try state.withLock { bridges throws(SwitchError) in
             guard bridges.removeValue(forKey: name) != nil else { throw .notFound("bridge '\(name)' does not exist") }
         }
@@ -233,7 +243,16 @@ public final class SwitchService: Sendable {
         var converted: [(FlowSpec, FlowMatch, FlowInstructions)] = []
         for (index, spec) in specs.enumerated() {
             do {
-                converted.append((spec, try FlowConversion.match(spec), try FlowConversion.instructions(spec)))
+                var match = try FlowConversion.match(spec)
+                if let program = match.filterProgram, let programs {
+                    guard let datapathID = programs.datapathProgramID(bridge: name, program: program) else {
+                        throw SwitchError.unprocessable("filter_prog=\(program): no such program on bridge \(name)")
+                    }
+                    match.filterProgram = datapathID
+                }
+                converted.append((spec, match, try FlowConversion.instructions(spec)))
+            } catch SwitchError.unprocessable(let message) {
+                throw .unprocessable(specs.count > 1 ? "flows[\(index)]: \(message)" : message)
             } catch {
                 throw .unprocessable(specs.count > 1 ? "flows[\(index)]: \(error)" : "\(error)")
             }
@@ -271,6 +290,15 @@ public final class SwitchService: Sendable {
         }
     }
 
+    /// A filter match with the operator's program id replaced by the datapath's; an unknown program
+    /// becomes an id no rule can use, so the filter selects nothing.
+    private func datapathMatch(_ match: FlowMatch, bridge: String) -> FlowMatch {
+        guard let p = match.filterProgram, let programs else { return match }
+        var m = match
+        m.filterProgram = programs.datapathProgramID(bridge: bridge, program: p) ?? UInt32.max
+        return m
+    }
+
     private func record(for entry: FlowEntry, in r: BridgeRecord) -> FlowRecord {
         let key = RuleKey(table: entry.table, priority: entry.priority, match: entry.match)
         let (id, origin) = state.withLock { _ -> (UInt64, String) in
@@ -281,7 +309,11 @@ public final class SwitchService: Sendable {
             r.ids[key] = id
             return (id, origin)
         }
-        return FlowRecord(id: id, spec: FlowConversion.spec(entry), entry: entry, origin: origin)
+        var named = entry
+        if let p = entry.match.filterProgram, let programs {
+            named.match.filterProgram = programs.operatorProgramID(bridge: r.bridge.name, datapathID: p) ?? p
+        }
+        return FlowRecord(id: id, spec: FlowConversion.spec(named), entry: entry, origin: origin)
     }
 
     /// Rules at least as specific as `filter`'s match (and of its table/cookie when given), by id order
@@ -290,7 +322,7 @@ public final class SwitchService: Sendable {
                       cookie: UInt64? = nil, cookieMask: UInt64 = ~0) throws(SwitchError) -> [FlowRecord] {
         let r = try record(name)
         let match: FlowMatch
-        do { match = try FlowConversion.match(filter, checkPrerequisites: false) } catch { throw .invalid("\(error)") }
+        do { match = datapathMatch(try FlowConversion.match(filter, checkPrerequisites: false), bridge: name) } catch { throw .invalid("\(error)") }
         let entries = r.bridge.flows(table: table, match: match)
             .filter { cookie == nil || $0.cookie & cookieMask == cookie! & cookieMask }
             .filter { match.filterProgram == nil || $0.match.filterProgram == match.filterProgram }
@@ -320,7 +352,7 @@ public final class SwitchService: Sendable {
     public func modifyFlows(bridge name: String, _ spec: FlowSpec, strict: Bool) throws(SwitchError) -> Int {
         let r = try record(name)
         do {
-            let match = try FlowConversion.match(spec, checkPrerequisites: false)
+            let match = datapathMatch(try FlowConversion.match(spec, checkPrerequisites: false), bridge: name)
             let instructions = try FlowConversion.instructions(spec)
             return try r.bridge.modifyFlows(table: spec.table, match: match, strict: strict,
                                             priority: strict ? spec.priority : nil, instructions: instructions)
@@ -361,7 +393,7 @@ public final class SwitchService: Sendable {
                             cookie: UInt64?, cookieMask: UInt64, outPort: UInt32?) throws(SwitchError) -> Int {
         let r = try record(name)
         let match: FlowMatch
-        do { match = try FlowConversion.match(filter, checkPrerequisites: false) } catch { throw .invalid("\(error)") }
+        do { match = datapathMatch(try FlowConversion.match(filter, checkPrerequisites: false), bridge: name) } catch { throw .invalid("\(error)") }
         let removed = r.bridge.deleteFlows(table: table, match: match, strict: strict, priority: strict ? (priority ?? filter.priority) : priority,
                                            cookie: cookie ?? 0, cookieMask: cookie == nil ? 0 : cookieMask,
                                            outPort: outPort ?? OFPort.any)

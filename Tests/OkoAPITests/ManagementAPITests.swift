@@ -27,8 +27,8 @@ final class Harness: @unchecked Sendable {
     var pmd: PMDThread?
     var base: String { "http://127.0.0.1:\(server.port!)" }
 
-    init(requireTokenForReads: Bool = false, maxBodyBytes: Int = 4 << 20) async throws {
-        service = SwitchService(portFactory: ports)
+    init(requireTokenForReads: Bool = false, maxBodyBytes: Int = 4 << 20, programs: (any ProgramCatalogue)? = nil) async throws {
+        service = SwitchService(portFactory: ports, programs: programs)
         let tokens = try AccessControl.parse(tokenFile: "admin \(adminToken) ops-admin\nread \(readToken) monitor\n", path: "tokens")
         let access = AccessControl(tokens: tokens, requireTokenForReads: requireTokenForReads)
         api = ManagementAPI(service: service, access: access, maxBodyBytes: maxBodyBytes)

@@ -1,0 +1,133 @@
+// Filter programs and their maps per bridge, for the REST API (`/v1/bridges/{b}/programs`, `/maps`).
+//
+// Design note
+// - `LoadedProgramCatalogue` implements `ProgramCatalogue`: operators name programs by their own id N
+//   (the `{program}` path segment, used as `filter_prog=N` in rules); each load turns the ELF bytes into
+//   an `OkoLoader.FilterProgram` (verified, JIT-compiled, maps created) and attaches a datapath
+//   `FilterProgram` whose entry is the JIT entry and whose owner keeps the loader program (JIT memory,
+//   maps) alive. Rules are translated from operator id to datapath id when added.
+// - Invariant: every catalogue entry is attached to its bridge under `datapathID`; entries are removed
+//   only after the bridge detached them (it refuses while rules use the program).
+// - Replacing a program that rules use is refused (409) for now: the datapath has no atomic swap of a
+//   program under a fixed id yet. Unused programs are replaced by detach + attach.
+// - Threads: a Mutex around the dictionary; map reads/writes go through OkoMaps' control-plane API,
+//   which is safe while PMDs run the program.
+import Foundation
+import OkoDatapath
+import OkoHTTP
+import OkoLoader
+import OkoMaps
+import OkoVerifier
+import Synchronization
+
+public final class LoadedProgramCatalogue: ProgramCatalogue {
+    struct Entry: @unchecked Sendable {
+        let id: UInt32
+        let datapathID: UInt32
+        let program: OkoLoader.FilterProgram
+        let attached: OkoDatapath.FilterProgram
+        let loadedAt: Date
+    }
+
+    /// Bridge name -> operator id -> loaded program.
+    private let state = Mutex<[String: [UInt32: Entry]]>([:])
+    /// Serializes loads and unloads, so two PUTs of one id cannot both detach or both attach.
+    private let changes = Mutex<Void>(())
+
+    public init() {}
+
+    public func programCount(bridge: String) -> Int { state.withLock { $0[bridge]?.count ?? 0 } }
+
+    public func datapathProgramID(bridge: String, program: UInt32) -> UInt32? {
+        state.withLock { $0[bridge]?[program]?.datapathID }
+    }
+
+    public func operatorProgramID(bridge: String, datapathID: UInt32) -> UInt32? {
+        state.withLock { $0[bridge]?.values.first { $0.datapathID == datapathID }?.id }
+    }
+
+    func entries(bridge: String) -> [Entry] { state.withLock { ($0[bridge] ?? [:]).values.sorted { $0.id < $1.id } } }
+    func entry(bridge: String, id: UInt32) -> Entry? { state.withLock { $0[bridge]?[id] } }
+
+    /// Loads (or replaces) program `id` on `bridge`; true when it was new.
+    func load(bridgeName: String, bridge: Bridge, id: UInt32, object: [UInt8], section: String?, keepMaps: Bool) throws(APIProblem) -> Bool {
+        try changes.withLock { _ throws(APIProblem) -> Bool in
+            try loadLocked(bridgeName: bridgeName, bridge: bridge, id: id, object: object, section: section, keepMaps: keepMaps)
+        }
+    }
+
+    private func loadLocked(bridgeName: String, bridge: Bridge, id: UInt32, object: [UInt8], section: String?, keepMaps: Bool) throws(APIProblem) -> Bool {
+        let program: OkoLoader.FilterProgram
+        do {
+            program = try OkoLoader.FilterProgram(objectBytes: object, program: section)
+        } catch {
+            switch error {
+            case .loader(let e): throw APIProblem(400, "malformed object: \(e)")
+            case .verification(let e):
+                var p = APIProblem(422, "the verifier refused the program: \(e)")
+                p.instruction = e.instructionIndex
+                throw p
+            case .map(let name, let reason): throw APIProblem(422, "map \(name): \(reason)")
+            case .engine(let m): throw APIProblem(422, "engine: \(m)")
+            }
+        }
+        let old = entry(bridge: bridgeName, id: id)
+        if let old {
+            do { try bridge.detachProgram(old.datapathID) } catch {
+                throw APIProblem(409, "program \(id) is used by rules; delete or change them before replacing it")
+            }
+            if keepMaps {
+                for newMap in program.maps {
+                    guard let oldMap = old.program.map(named: newMap.spec.name),
+                          oldMap.spec.type == newMap.spec.type, oldMap.spec.keySize == newMap.spec.keySize,
+                          oldMap.spec.valueSize == newMap.spec.valueSize
+                    else { continue }
+                    for e in (try? oldMap.map.entries()) ?? [] { try? newMap.map.update(key: e.key, value: e.value) }
+                }
+            }
+        }
+        let datapathProgram = OkoDatapath.FilterProgram(name: program.name, entry: program.entry, owner: program)
+        let datapathID = bridge.attachProgram(datapathProgram)
+        state.withLock { $0[bridgeName, default: [:]][id] = Entry(id: id, datapathID: datapathID, program: program, attached: datapathProgram, loadedAt: Date()) }
+        return old == nil
+    }
+
+    func unload(bridgeName: String, bridge: Bridge, id: UInt32) throws(APIProblem) {
+        try changes.withLock { _ throws(APIProblem) in try unloadLocked(bridgeName: bridgeName, bridge: bridge, id: id) }
+    }
+
+    private func unloadLocked(bridgeName: String, bridge: Bridge, id: UInt32) throws(APIProblem) {
+        guard let old = entry(bridge: bridgeName, id: id) else { throw APIProblem(404, "no program \(id) on bridge \(bridgeName)") }
+        do { try bridge.detachProgram(old.datapathID) } catch {
+            throw APIProblem(409, "program \(id) is used by rules; delete them first")
+        }
+        _ = state.withLock { $0[bridgeName]?.removeValue(forKey: id) }
+    }
+
+    public func forgetBridge(_ name: String) { _ = state.withLock { $0.removeValue(forKey: name) } }
+
+    public func metricFamilies() -> [MetricFamily] {
+        var runs = MetricFamily(name: "oko_program_runs_total", help: "Filter program runs.", kind: .counter)
+        var matches = MetricFamily(name: "oko_program_matches_total", help: "Filter program runs that returned 1.", kind: .counter)
+        var seconds = MetricFamily(name: "oko_program_run_seconds_total", help: "Time spent running a filter program.", kind: .counter)
+        var entriesFamily = MetricFamily(name: "oko_map_entries", help: "Entries in a filter program's map.", kind: .gauge)
+        var memory = MetricFamily(name: "oko_map_memory_bytes", help: "Key and value bytes a map can hold.", kind: .gauge)
+        let all = state.withLock { $0 }
+        for bridge in all.keys.sorted() {
+            for e in all[bridge]!.values.sorted(by: { $0.id < $1.id }) {
+                let st = e.attached.statistics
+                let programLabels = [("bridge", bridge), ("program", String(e.id))]
+                runs.add(st.runs, programLabels)
+                matches.add(st.matches, programLabels)
+                seconds.add(Double(st.totalNanoseconds) / 1e9, programLabels)
+                for m in e.program.maps {
+                    let labels = [("bridge", bridge), ("program", String(e.id)), ("map", m.spec.name)]
+                    let count = (try? m.map.entries().count) ?? 0
+                    entriesFamily.add(UInt64(count), labels)
+                    memory.add(UInt64(m.spec.maxEntries) * UInt64(m.spec.keySize + m.spec.valueSize), labels)
+                }
+            }
+        }
+        return [runs, matches, seconds, entriesFamily, memory]
+    }
+}
