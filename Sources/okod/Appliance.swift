@@ -54,7 +54,8 @@ final class Appliance: @unchecked Sendable {
         pool = try PacketPool(name: "oko_mbufs", count: configuration.mbufs)
         portFactory = DPDKPortFactory(pool: pool, transmitQueues: cores.count)
         let pool = self.pool
-        service = SwitchService(portFactory: portFactory, buffers: { DPDKPacketBuffers(pool: pool) })
+        service = SwitchService(
+            portFactory: portFactory, programs: LoadedProgramCatalogue(), buffers: { DPDKPacketBuffers(pool: pool) })
         scheduler = PMDScheduler(cores: cores, service: service, logger: logger)
 
         for (bridgeIndex, bridge) in configuration.bridges.enumerated() {

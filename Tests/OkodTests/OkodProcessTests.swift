@@ -197,6 +197,84 @@ struct OkodProcessTests {
         return (status, lines.joined(separator: "\n"))
     }
 
+    /// The classic Oko workflow over DPDK ports: load a filter program from an ELF object through the API,
+    /// block an address in its map, add a `filter_prog` rule, and see the datapath obey the program.
+    @Test func filterProgramLoadedThroughTheAPIFiltersDPDKTraffic() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/clang") else {
+            print("SKIPPED: clang is not installed")
+            return
+        }
+        let directory = try TestEnvironment.temporaryDirectory("prog")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let object = directory.appendingPathComponent("firewall.o")
+        let source = TestEnvironment.packageRoot.appendingPathComponent("examples/bpf/stateless-firewall.c")
+        let (clangStatus, clangOutput) = try runToCompletion(
+            URL(fileURLWithPath: "/usr/bin/clang"),
+            ["-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c", source.path, "-o", object.path])
+        #expect(clangStatus == 0, "clang: \(clangOutput)")
+        let input = directory.appendingPathComponent("in.pcap")
+        try makePcap(["demo", input.path, "--count", "400"])
+        let tokenFile = directory.appendingPathComponent("tokens")
+        let config = try writeConfig("""
+            dpdk:
+              eal_args: ["-l", "0-1", "--no-pci"]
+              mbufs: 8192
+            stats_interval: 0.5
+            api: {listen: "127.0.0.1:0", token_file: "\(tokenFile.path)"}
+            openflow: {listen: "127.0.0.1:0"}
+            bridges:
+              - name: br0
+                ports:
+                  - devargs: "net_pcap0,rx_pcap=\(input.path),infinite_rx=1"
+                  - devargs: "net_null0,no-rx=1"
+            """, in: directory)
+        let okod = try ChildProcess(TestEnvironment.executable("okod"), ["--config", config.path])
+        defer { if okod.process.isRunning { kill(okod.process.processIdentifier, SIGKILL) } }
+        #expect(okod.waitForOutput(timeout: 30) { $0.contains("okod ready") }, "okod output:\n\(okod.output)")
+        guard let line = okod.output.split(separator: "\n").first(where: { $0.contains("management API listening on") }),
+            let port = line.split(separator: ":").last.flatMap({ Int($0) })
+        else {
+            Issue.record("no API address in the log:\n\(okod.output)")
+            return
+        }
+        let base = "http://127.0.0.1:\(port)/v1/bridges/br0"
+        let token = try String(contentsOf: tokenFile, encoding: .utf8).split(separator: "\n")
+            .first { $0.hasPrefix("admin ") }.map { String($0.split(separator: " ")[1]) } ?? ""
+        let auth = ["-H", "Authorization: Bearer \(token)"]
+        let (loaded, loadBody) = try curl(auth + ["-X", "PUT", "-H", "Content-Type: application/octet-stream",
+                                                 "--data-binary", "@\(object.path)", "\(base)/programs/1"])
+        #expect(loaded == 201, "load: \(loadBody)")
+        // Block 10.0.0.2: every IPv4 packet of the demo traffic goes there; its ARP requests still pass.
+        let (updated, updateBody) = try curl(auth + ["-X", "PUT", "-H", "Content-Type: application/json", "--data",
+            #"{"entries": [{"key": "0a000002", "value": "0000000000000000"}]}"#, "\(base)/programs/1/maps/blocked"])
+        #expect(updated == 200, "map update: \(updateBody)")
+        let (added, addBody) = try curl(auth + ["-X", "POST", "-H", "Content-Type: text/plain", "--data-binary",
+            "priority=10,in_port=1,filter_prog=1,actions=output:2\npriority=5,in_port=1,actions=drop", "\(base)/flows"])
+        #expect(added == 201, "flows: \(addBody)")
+        Thread.sleep(forTimeInterval: 1.5)
+
+        // Rule counters: the program passes only ARP (1 packet in 8 of the demo traffic), the rest falls to drop.
+        let (_, flowsText) = try curl(["\(base)/flows"])
+        let flows = try JSONSerialization.jsonObject(with: Data(flowsText.utf8)) as? [String: Any]
+        let list = flows?["flows"] as? [[String: Any]] ?? []
+        func packets(priority: Int) -> Int {
+            let rule = list.first { ($0["priority"] as? Int) == priority }
+            return ((rule?["stats"] as? [String: Any])?["packets"] as? Int) ?? -1
+        }
+        let passed = packets(priority: 10), dropped = packets(priority: 5)
+        #expect(passed > 0 && dropped > 0, "rules: \(flowsText.prefix(1500))")
+        #expect(dropped > 5 * passed && dropped < 9 * passed, "IPv4 (7 of 8) must be dropped, ARP (1 of 8) passed: \(passed) passed, \(dropped) dropped")
+        // The program counted its refusals in the map.
+        let (_, entry) = try curl(["\(base)/programs/1/maps/blocked?key=0a000002"])
+        let hits = (try JSONSerialization.jsonObject(with: Data(entry.utf8)) as? [String: Any])
+            .flatMap { ($0["entries"] as? [[String: Any]])?.first?["value_typed"] as? Int } ?? 0
+        #expect(hits > 0, "blocked map entry: \(entry)")
+
+        kill(okod.process.processIdentifier, SIGTERM)
+        #expect(okod.waitForExit(timeout: 5) != nil)
+        #expect(okod.process.terminationStatus == 0)
+    }
+
     /// Runs okod on a configuration that must be refused; returns (exit status, output).
     private func refuse(_ yaml: String) throws -> (Int32, String) {
         let directory = try TestEnvironment.temporaryDirectory("badcfg")
