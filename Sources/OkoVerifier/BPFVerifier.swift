@@ -183,6 +183,7 @@ struct Analysis {
                 }
                 guard index < program.count else { throw fail(.fallsOffEnd, at: program.count - 1) }
                 if prunePoint[index] {
+                    state.canonicaliseSymbols()
                     var covered = false
                     // only the most recent states: a long loop stores one state per iteration
                     for old in stored[index].suffix(Self.statesComparedPerInstruction).reversed() {
@@ -613,7 +614,10 @@ struct Analysis {
             if maps[m].readOnly { throw fail(.readOnlyMapWrite) }
             try checkMapValue(m, lo + offset, hi + offset, size: size)
         case .stack(let f, let lo, let hi):
-            guard lo == hi else { throw fail(.variableStackAccess) }
+            if lo != hi {
+                try variableStackWrite(&state, frame: f, lo: lo + offset, hi: hi + offset, size: size, value: value)
+                return
+            }
             if case .stack(let vf, _, _) = value, vf > f {
                 throw fail(.pointerLeak("pointer to a callee's stack stored in a caller's frame"))
             }
@@ -733,6 +737,28 @@ struct Analysis {
                 state.frames[frame].stack[slotIndex] = .bytes(initialised: mask | bit)
             }
             byte += 1
+        }
+    }
+
+    /// A scalar store at an offset somewhere in `lo...hi`: every byte it may touch must be inside
+    /// the frame. Which bytes change is unknown, so no byte becomes initialised (bytes that were
+    /// initialised stay initialised scalars), and a spilled value it may overlap is forgotten: a
+    /// spilled scalar becomes eight initialised scalar bytes, a spilled pointer becomes
+    /// uninitialised bytes (it may be partly overwritten, so it can never be read back).
+    mutating func variableStackWrite(_ state: inout VerifierState, frame: Int, lo: Int64, hi: Int64, size: Int, value: RegisterValue) throws(VerificationError) {
+        guard case .scalar = value else {
+            throw fail(.pointerLeak("\(value.typeName) stored at a variable stack offset"))
+        }
+        try stackBounds(lo, hi, size: size)
+        touch(&state, frame: frame, offset: lo)
+        let firstSlot = Int((-(hi + Int64(size) - 1) - 1) / 8)
+        let lastSlot = Int((-lo - 1) / 8)
+        for slotIndex in firstSlot...lastSlot {
+            if case .spill(let v) = state.frames[frame].stack[slotIndex] {
+                let scalar: Bool
+                if case .scalar = v { scalar = true } else { scalar = false }
+                state.frames[frame].stack[slotIndex] = .bytes(initialised: scalar ? 0xff : 0)
+            }
         }
     }
 

@@ -191,13 +191,25 @@ extension Analysis {
     }
 
     /// From `l + strict <= r` with r relative to the packet length: len >= value(l.symbol) + k.
+    /// When r is relative to another symbol t with a fact `len >= value(t) + kt` (e.g. a bound
+    /// clamped to len and compared later), the facts follow by transitivity:
+    /// l + strict <= t + r.delta <= len - kt + r.delta. Symbols name fixed values, so facts never expire.
     func lessOrEqual(_ state: inout VerifierState, _ l: LinearOperand, _ r: LinearOperand, strict: Int64) {
-        guard r.symbol == lengthSymbol, r.exact, l.symbol != lengthSymbol else { return }
+        guard r.exact, l.symbol != lengthSymbol, r.symbol != 0 else { return }
+        let base: Int64
+        if r.symbol == lengthSymbol {
+            base = 0
+        } else if let kt = state.facts[r.symbol], l.symbol != r.symbol {
+            base = kt
+        } else {
+            return
+        }
         // extreme constants could overflow; such facts are useless anyway (len is small)
         func bound(_ x: Int64) -> Int64? {
             let (a, o1) = x.subtractingReportingOverflow(r.delta)
             let (b, o2) = a.addingReportingOverflow(strict)
-            return o1 || o2 ? nil : b
+            let (c, o3) = b.addingReportingOverflow(base)
+            return o1 || o2 || o3 ? nil : c
         }
         if l.exact, let k = bound(l.delta) {
             state.addFact(symbol: l.symbol, atLeast: k)

@@ -111,6 +111,52 @@ struct VerifierState: Hashable, Sendable {
         }
     }
 
+    /// Renumbers symbols (and null ids, which share the counter) in order of first use and drops
+    /// facts about symbols no value refers to any more. Symbols only name values, so this changes
+    /// nothing about the concrete states described; it lets paths that allocated different numbers
+    /// for the same shape of state prune each other.
+    mutating func canonicaliseSymbols() {
+        var mapping: [Int32: Int32] = [0: 0, lengthSymbol: lengthSymbol]
+        // a renamed symbol s' = s + shift[s], so the first value seen with it has delta 0
+        var shiftBy: [Int32: Int64] = [0: 0, lengthSymbol: 0]
+        var next: Int32 = lengthSymbol + 1
+        func rename(_ s: Int32, delta: Int64) -> Int32 {
+            if let m = mapping[s] { return m }
+            mapping[s] = next
+            shiftBy[s] = abs(delta) < 1 << 40 ? delta : 0
+            next += 1
+            return next - 1
+        }
+        updateAllValues { v in
+            switch v {
+            case .scalar(var x) where x.symbol != 0:
+                let old = x.symbol
+                x.symbol = rename(old, delta: x.delta)
+                x.delta -= shiftBy[old]!
+                return .scalar(x)
+            case .packet(var p) where p.symbol != 0:
+                let old = p.symbol
+                p.symbol = rename(old, delta: 0)
+                let d = shiftBy[old]!
+                p.fixed -= d
+                p.varMin += d
+                p.varMax += d
+                return .packet(p)
+            case .mapValueOrNull(let m, let id):
+                return .mapValueOrNull(map: m, nullID: rename(id, delta: 0))
+            default:
+                return v
+            }
+        }
+        var renamed: [Int32: Int64] = [:]
+        for (s, k) in facts {
+            // len >= s + k = s' - shift + k
+            if let m = mapping[s] { renamed[m] = k - shiftBy[s]! }
+        }
+        facts = renamed
+        nextSymbol = next
+    }
+
     // MARK: inclusion (pruning)
 
     /// True when every concrete state described by `other` is described by `self`, so that a fully

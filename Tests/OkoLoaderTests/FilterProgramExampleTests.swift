@@ -123,12 +123,14 @@ struct FilterProgramExampleTests {
 
     @Test(arguments: setups)
     func p0fMatchesInsertedSignature(setup: Setup) throws {
-        // OkoVerifier refuses p0f (see the report): clang 14's code reads the options after
-        // `offset + 1 > end` with `end = min(tcp_offset + header_length, len)`, and the verifier does not
-        // carry `end <= len` from the `end > len` comparison; clang 21's code writes
-        // `signature.options[count & 7]`, a variable-offset stack store the verifier does not support.
-        withKnownIssue("OkoVerifier refuses p0f.c (min(end, len) bound; variable-offset stack store)") {
+        // OkoVerifier still refuses clang 21's p0f: it writes `signature.options[count]` after
+        // dropping the `& 7` (clang proved count < 8 from the loop condition through a 32-bit copy
+        // and `& 255`), and the verifier does not relate that copy to the register it indexes with.
+        // clang 14's p0f (a bound clamped to len, `options[count & 7]`) is verified and runs.
+        try withKnownIssue("OkoVerifier cannot bound clang 21's options index in p0f.c") {
             try p0fBehaviour(setup: setup)
+        } when: {
+            setup.compiler.label == "clang-21"
         }
     }
 
