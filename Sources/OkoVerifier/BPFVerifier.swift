@@ -425,8 +425,13 @@ struct Analysis {
                 return
             }
             if !is64 {
-                guard case .scalar(let s) = srcValue else { throw fail(.pointerLeak("32-bit move of a pointer")) }
+                guard case .scalar(var s) = srcValue else { throw fail(.pointerLeak("32-bit move of a pointer")) }
                 let r = s.range.truncatedTo32
+                // an exact 32-bit copy shares a symbol like a 64-bit one
+                if useReg, r == s.range, s.symbol == 0, !s.range.isConstant {
+                    s.symbol = state.freshSymbol()
+                    state[register: Int(insn.src)] = .scalar(s)
+                }
                 state[register: dst] = .scalar(r == s.range ? s : ScalarValue(range: r))
                 return
             }
@@ -523,6 +528,10 @@ struct Analysis {
             if op == BPFOpcode.rsh && a.shift == UInt8(k) {
                 return ScalarValue(range: r, symbol: a.symbol, delta: a.delta, shift: 0)
             }
+        }
+        // `x & c` remembers x: a later bound on the result bounds the masked bits of x
+        if op == BPFOpcode.and, a.linearSymbol != 0, a.delta == 0, let c = y.constantValue, c <= 0xffff_ffff {
+            return ScalarValue(range: r, andSource: AndSource(symbol: a.symbol, mask: c))
         }
         // adding a constant keeps the relation to the symbol (when no wrap is possible)
         if a.linearSymbol != 0, is64, let c = y.constantValue, op == BPFOpcode.add || op == BPFOpcode.sub {

@@ -164,7 +164,7 @@ extension Analysis {
         ny.range = ry
         s[register: dst] = .scalar(nx)
         if let src, src != dst { s[register: src] = .scalar(ny) }
-        guard propagate(&s, nx), propagate(&s, ny) else { return nil }
+        guard propagate(&s, nx), propagate(&s, ny), propagateMasked(&s, nx), propagateMasked(&s, ny) else { return nil }
         // integer order agrees with unsigned order only for non-negative operands
         let signedOK = relation.isSigned || (rx.smin >= 0 && ry.smin >= 0)
         if signedOK {
@@ -245,6 +245,31 @@ extension Analysis {
             default:
                 return value
             }
+        }
+        return feasible
+    }
+
+    /// For v = value(s) & mask with v < 2^k: the mask bits at k and above are zero in s.
+    func propagateMasked(_ state: inout VerifierState, _ v: ScalarValue) -> Bool {
+        guard let source = v.andSource else { return true }
+        let k = 64 - v.range.umax.leadingZeroBitCount
+        let zero = k >= 64 ? 0 : source.mask & ~((UInt64(1) << UInt64(k)) - 1)
+        guard zero != 0 else { return true }
+        var feasible = true
+        state.updateAllValues { value in
+            guard case .scalar(var x) = value, x.symbol == source.symbol, x.delta == 0, x.shift == 0 else { return value }
+            var r = x.range
+            guard let bits = r.bits.intersected(with: Tnum(value: 0, mask: ~zero)) else {
+                feasible = false
+                return value
+            }
+            r.bits = bits
+            guard let n = r.normalized() else {
+                feasible = false
+                return value
+            }
+            x.range = n
+            return .scalar(x)
         }
         return feasible
     }

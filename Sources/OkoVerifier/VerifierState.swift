@@ -12,8 +12,17 @@ struct ScalarValue: Hashable, Sendable {
     /// the relation is usable again once shifted back.
     var shift: UInt8 = 0
 
+    /// Non-nil: the value is exactly `value(andSource.symbol) & andSource.mask`, so a bound learnt on
+    /// it tells which masked bits of that symbol are zero.
+    var andSource: AndSource? = nil
+
     /// The symbol when the value is exactly `symbol + delta`, else 0.
     var linearSymbol: Int32 { shift == 0 ? symbol : 0 }
+}
+
+struct AndSource: Hashable, Sendable {
+    var symbol: Int32
+    var mask: UInt64
 }
 
 /// `pkt + fixed + v` where v is the value of `symbol` (or an anonymous value) in `varMin...varMax`.
@@ -148,6 +157,16 @@ struct VerifierState: Hashable, Sendable {
                 return v
             }
         }
+        // an and-source stays only when its symbol is still referenced and was not shifted
+        updateAllValues { v in
+            guard case .scalar(var x) = v, let a = x.andSource else { return v }
+            if let m = mapping[a.symbol], shiftBy[a.symbol] == 0 {
+                x.andSource = AndSource(symbol: m, mask: a.mask)
+            } else {
+                x.andSource = nil
+            }
+            return .scalar(x)
+        }
         var renamed: [Int32: Int64] = [:]
         for (s, k) in facts {
             // len >= s + k = s' - shift + k
@@ -194,6 +213,7 @@ struct VerifierState: Hashable, Sendable {
         case (.uninitialised, _): return true
         case (.scalar(let x), .scalar(let y)):
             if x.symbol != 0 && (x.symbol != y.symbol || x.delta != y.delta) { return false }
+            if x.andSource != nil && x.andSource != y.andSource { return false }
             return x.range.contains(y.range)
         case (.packet(let x), .packet(let y)):
             return x.fixed == y.fixed && x.symbol == y.symbol && x.varMin <= y.varMin && x.varMax >= y.varMax

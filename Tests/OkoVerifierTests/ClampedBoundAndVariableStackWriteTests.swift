@@ -157,4 +157,36 @@ private func emitVariableIndex(_ b: inout ProgramBuilder, mask: Int32) {
         }
         if case .pointerLeak = refusal(p)?.reason {} else { Issue.record("pointer stored at a variable offset") }
     }
+
+    /// clang 21's p0f: `w5 = w7; w5 &= 255; if w5 < 8` and later `r7 &= 255` indexes the stack.
+    private func maskedIndexProgram(checkedMask: Int32) -> [BPFInstruction] {
+        build { b in
+            b.st(.dw, 10, -8, imm: 0)
+            b.st(.dw, 10, -16, imm: 0)
+            emitVariableIndex(&b, mask: 255)
+            b.add(7, 1)  // 1...256
+            b.alu(BPFOpcode.mov, 5, src: 7, is64: false)
+            b.alu(BPFOpcode.and, 5, imm: checkedMask, is64: false)
+            b.jump(BPFOpcode.jge, 5, imm: 8, to: "out", is32: true)
+            b.alu(BPFOpcode.and, 7, imm: 255)
+            b.mov(6, reg: 10)
+            b.add(6, -16)
+            b.add(6, reg: 7)
+            b.stx(.b, 6, 0, 7)
+            b.ret(0)
+            b.label("out")
+            b.ret(0)
+        }
+    }
+
+    @Test func boundOnAMaskedCopyBoundsTheSameMaskOfTheOriginal() throws {
+        _ = try verify(maskedIndexProgram(checkedMask: 255))
+    }
+
+    @Test func boundOnANarrowerMaskLeavesTheOtherBitsUnknown() {
+        // (x & 15) < 8 says nothing about bits 4...7 of x: x & 255 may reach 247
+        if case .stackOutOfBounds = refusal(maskedIndexProgram(checkedMask: 15))?.reason {} else {
+            Issue.record("index bounded only by a narrower mask accepted")
+        }
+    }
 }
