@@ -183,6 +183,7 @@ struct Analysis {
                 }
                 guard index < program.count else { throw fail(.fallsOffEnd, at: program.count - 1) }
                 if prunePoint[index] {
+                    state.canonicaliseSymbols()
                     var covered = false
                     // only the most recent states: a long loop stores one state per iteration
                     for old in stored[index].suffix(Self.statesComparedPerInstruction).reversed() {
@@ -424,8 +425,13 @@ struct Analysis {
                 return
             }
             if !is64 {
-                guard case .scalar(let s) = srcValue else { throw fail(.pointerLeak("32-bit move of a pointer")) }
+                guard case .scalar(var s) = srcValue else { throw fail(.pointerLeak("32-bit move of a pointer")) }
                 let r = s.range.truncatedTo32
+                // an exact 32-bit copy shares a symbol like a 64-bit one
+                if useReg, r == s.range, s.symbol == 0, !s.range.isConstant {
+                    s.symbol = state.freshSymbol()
+                    state[register: Int(insn.src)] = .scalar(s)
+                }
                 state[register: dst] = .scalar(r == s.range ? s : ScalarValue(range: r))
                 return
             }
@@ -523,6 +529,10 @@ struct Analysis {
                 return ScalarValue(range: r, symbol: a.symbol, delta: a.delta, shift: 0)
             }
         }
+        // `x & c` remembers x: a later bound on the result bounds the masked bits of x
+        if op == BPFOpcode.and, a.linearSymbol != 0, a.delta == 0, let c = y.constantValue, c <= 0xffff_ffff {
+            return ScalarValue(range: r, andSource: AndSource(symbol: a.symbol, mask: c))
+        }
         // adding a constant keeps the relation to the symbol (when no wrap is possible)
         if a.linearSymbol != 0, is64, let c = y.constantValue, op == BPFOpcode.add || op == BPFOpcode.sub {
             let k = Int64(bitPattern: c)
@@ -613,7 +623,10 @@ struct Analysis {
             if maps[m].readOnly { throw fail(.readOnlyMapWrite) }
             try checkMapValue(m, lo + offset, hi + offset, size: size)
         case .stack(let f, let lo, let hi):
-            guard lo == hi else { throw fail(.variableStackAccess) }
+            if lo != hi {
+                try variableStackWrite(&state, frame: f, lo: lo + offset, hi: hi + offset, size: size, value: value)
+                return
+            }
             if case .stack(let vf, _, _) = value, vf > f {
                 throw fail(.pointerLeak("pointer to a callee's stack stored in a caller's frame"))
             }
@@ -733,6 +746,28 @@ struct Analysis {
                 state.frames[frame].stack[slotIndex] = .bytes(initialised: mask | bit)
             }
             byte += 1
+        }
+    }
+
+    /// A scalar store at an offset somewhere in `lo...hi`: every byte it may touch must be inside
+    /// the frame. Which bytes change is unknown, so no byte becomes initialised (bytes that were
+    /// initialised stay initialised scalars), and a spilled value it may overlap is forgotten: a
+    /// spilled scalar becomes eight initialised scalar bytes, a spilled pointer becomes
+    /// uninitialised bytes (it may be partly overwritten, so it can never be read back).
+    mutating func variableStackWrite(_ state: inout VerifierState, frame: Int, lo: Int64, hi: Int64, size: Int, value: RegisterValue) throws(VerificationError) {
+        guard case .scalar = value else {
+            throw fail(.pointerLeak("\(value.typeName) stored at a variable stack offset"))
+        }
+        try stackBounds(lo, hi, size: size)
+        touch(&state, frame: frame, offset: lo)
+        let firstSlot = Int((-(hi + Int64(size) - 1) - 1) / 8)
+        let lastSlot = Int((-lo - 1) / 8)
+        for slotIndex in firstSlot...lastSlot {
+            if case .spill(let v) = state.frames[frame].stack[slotIndex] {
+                let scalar: Bool
+                if case .scalar = v { scalar = true } else { scalar = false }
+                state.frames[frame].stack[slotIndex] = .bytes(initialised: scalar ? 0xff : 0)
+            }
         }
     }
 

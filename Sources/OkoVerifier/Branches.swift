@@ -164,7 +164,7 @@ extension Analysis {
         ny.range = ry
         s[register: dst] = .scalar(nx)
         if let src, src != dst { s[register: src] = .scalar(ny) }
-        guard propagate(&s, nx), propagate(&s, ny) else { return nil }
+        guard propagate(&s, nx), propagate(&s, ny), propagateMasked(&s, nx), propagateMasked(&s, ny) else { return nil }
         // integer order agrees with unsigned order only for non-negative operands
         let signedOK = relation.isSigned || (rx.smin >= 0 && ry.smin >= 0)
         if signedOK {
@@ -191,13 +191,25 @@ extension Analysis {
     }
 
     /// From `l + strict <= r` with r relative to the packet length: len >= value(l.symbol) + k.
+    /// When r is relative to another symbol t with a fact `len >= value(t) + kt` (e.g. a bound
+    /// clamped to len and compared later), the facts follow by transitivity:
+    /// l + strict <= t + r.delta <= len - kt + r.delta. Symbols name fixed values, so facts never expire.
     func lessOrEqual(_ state: inout VerifierState, _ l: LinearOperand, _ r: LinearOperand, strict: Int64) {
-        guard r.symbol == lengthSymbol, r.exact, l.symbol != lengthSymbol else { return }
+        guard r.exact, l.symbol != lengthSymbol, r.symbol != 0 else { return }
+        let base: Int64
+        if r.symbol == lengthSymbol {
+            base = 0
+        } else if let kt = state.facts[r.symbol], l.symbol != r.symbol {
+            base = kt
+        } else {
+            return
+        }
         // extreme constants could overflow; such facts are useless anyway (len is small)
         func bound(_ x: Int64) -> Int64? {
             let (a, o1) = x.subtractingReportingOverflow(r.delta)
             let (b, o2) = a.addingReportingOverflow(strict)
-            return o1 || o2 ? nil : b
+            let (c, o3) = b.addingReportingOverflow(base)
+            return o1 || o2 || o3 ? nil : c
         }
         if l.exact, let k = bound(l.delta) {
             state.addFact(symbol: l.symbol, atLeast: k)
@@ -233,6 +245,31 @@ extension Analysis {
             default:
                 return value
             }
+        }
+        return feasible
+    }
+
+    /// For v = value(s) & mask with v < 2^k: the mask bits at k and above are zero in s.
+    func propagateMasked(_ state: inout VerifierState, _ v: ScalarValue) -> Bool {
+        guard let source = v.andSource else { return true }
+        let k = 64 - v.range.umax.leadingZeroBitCount
+        let zero = k >= 64 ? 0 : source.mask & ~((UInt64(1) << UInt64(k)) - 1)
+        guard zero != 0 else { return true }
+        var feasible = true
+        state.updateAllValues { value in
+            guard case .scalar(var x) = value, x.symbol == source.symbol, x.delta == 0, x.shift == 0 else { return value }
+            var r = x.range
+            guard let bits = r.bits.intersected(with: Tnum(value: 0, mask: ~zero)) else {
+                feasible = false
+                return value
+            }
+            r.bits = bits
+            guard let n = r.normalized() else {
+                feasible = false
+                return value
+            }
+            x.range = n
+            return .scalar(x)
         }
         return feasible
     }

@@ -12,8 +12,17 @@ struct ScalarValue: Hashable, Sendable {
     /// the relation is usable again once shifted back.
     var shift: UInt8 = 0
 
+    /// Non-nil: the value is exactly `value(andSource.symbol) & andSource.mask`, so a bound learnt on
+    /// it tells which masked bits of that symbol are zero.
+    var andSource: AndSource? = nil
+
     /// The symbol when the value is exactly `symbol + delta`, else 0.
     var linearSymbol: Int32 { shift == 0 ? symbol : 0 }
+}
+
+struct AndSource: Hashable, Sendable {
+    var symbol: Int32
+    var mask: UInt64
 }
 
 /// `pkt + fixed + v` where v is the value of `symbol` (or an anonymous value) in `varMin...varMax`.
@@ -111,6 +120,62 @@ struct VerifierState: Hashable, Sendable {
         }
     }
 
+    /// Renumbers symbols (and null ids, which share the counter) in order of first use and drops
+    /// facts about symbols no value refers to any more. Symbols only name values, so this changes
+    /// nothing about the concrete states described; it lets paths that allocated different numbers
+    /// for the same shape of state prune each other.
+    mutating func canonicaliseSymbols() {
+        var mapping: [Int32: Int32] = [0: 0, lengthSymbol: lengthSymbol]
+        // a renamed symbol s' = s + shift[s], so the first value seen with it has delta 0
+        var shiftBy: [Int32: Int64] = [0: 0, lengthSymbol: 0]
+        var next: Int32 = lengthSymbol + 1
+        func rename(_ s: Int32, delta: Int64) -> Int32 {
+            if let m = mapping[s] { return m }
+            mapping[s] = next
+            shiftBy[s] = abs(delta) < 1 << 40 ? delta : 0
+            next += 1
+            return next - 1
+        }
+        updateAllValues { v in
+            switch v {
+            case .scalar(var x) where x.symbol != 0:
+                let old = x.symbol
+                x.symbol = rename(old, delta: x.delta)
+                x.delta -= shiftBy[old]!
+                return .scalar(x)
+            case .packet(var p) where p.symbol != 0:
+                let old = p.symbol
+                p.symbol = rename(old, delta: 0)
+                let d = shiftBy[old]!
+                p.fixed -= d
+                p.varMin += d
+                p.varMax += d
+                return .packet(p)
+            case .mapValueOrNull(let m, let id):
+                return .mapValueOrNull(map: m, nullID: rename(id, delta: 0))
+            default:
+                return v
+            }
+        }
+        // an and-source stays only when its symbol is still referenced and was not shifted
+        updateAllValues { v in
+            guard case .scalar(var x) = v, let a = x.andSource else { return v }
+            if let m = mapping[a.symbol], shiftBy[a.symbol] == 0 {
+                x.andSource = AndSource(symbol: m, mask: a.mask)
+            } else {
+                x.andSource = nil
+            }
+            return .scalar(x)
+        }
+        var renamed: [Int32: Int64] = [:]
+        for (s, k) in facts {
+            // len >= s + k = s' - shift + k
+            if let m = mapping[s] { renamed[m] = k - shiftBy[s]! }
+        }
+        facts = renamed
+        nextSymbol = next
+    }
+
     // MARK: inclusion (pruning)
 
     /// True when every concrete state described by `other` is described by `self`, so that a fully
@@ -148,6 +213,7 @@ struct VerifierState: Hashable, Sendable {
         case (.uninitialised, _): return true
         case (.scalar(let x), .scalar(let y)):
             if x.symbol != 0 && (x.symbol != y.symbol || x.delta != y.delta) { return false }
+            if x.andSource != nil && x.andSource != y.andSource { return false }
             return x.range.contains(y.range)
         case (.packet(let x), .packet(let y)):
             return x.fixed == y.fixed && x.symbol == y.symbol && x.varMin <= y.varMin && x.varMax >= y.varMax

@@ -123,12 +123,13 @@ struct FilterProgramExampleTests {
 
     @Test(arguments: setups)
     func p0fMatchesInsertedSignature(setup: Setup) throws {
-        // OkoVerifier refuses p0f (see the report): clang 14's code reads the options after
-        // `offset + 1 > end` with `end = min(tcp_offset + header_length, len)`, and the verifier does not
-        // carry `end <= len` from the `end > len` comparison; clang 21's code writes
-        // `signature.options[count & 7]`, a variable-offset stack store the verifier does not support.
-        withKnownIssue("OkoVerifier refuses p0f.c (min(end, len) bound; variable-offset stack store)") {
+        // OkoVerifier still refuses clang 21's p0f: the options write (`options[count]`, bounded
+        // through `w5 = w7; w5 &= 255; if w5 < 8`) is now proven, but the option loop then exceeds
+        // the 100000 stored-state budget. clang 14's p0f verifies and runs.
+        try withKnownIssue("OkoVerifier runs out of states on clang 21's p0f.c") {
             try p0fBehaviour(setup: setup)
+        } when: {
+            setup.compiler.label == "clang-21"
         }
     }
 
