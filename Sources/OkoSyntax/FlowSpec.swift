@@ -378,7 +378,7 @@ extension FlowSpec {
             case "check_overlap" where value == nil: checkOverlap = true
             case "cookie":
                 guard let value else { throw FlowSyntaxError("cookie needs a value") }
-                let parts = value.split(separator: "/", maxSplits: 1)
+                let parts = value.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
                 guard let cookieValue = ValueSyntax.parseInteger(parts[0]) else { throw FlowSyntaxError("cookie: '\(value)' is not a 64-bit integer") }
                 cookie = cookieValue
                 if parts.count == 2 {
@@ -470,7 +470,7 @@ extension FlowSpec {
             } else if lower == "clear_actions" {
                 instructions.append(.clearActions)
             } else if lower.hasPrefix("write_metadata:") {
-                let body = item.dropFirst(15).split(separator: "/", maxSplits: 1)
+                let body = item.dropFirst(15).split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
                 guard let value = ValueSyntax.parseInteger(body[0]) else { throw FlowSyntaxError("write_metadata: '\(body[0])' is not an integer") }
                 let mask = body.count == 2 ? ValueSyntax.parseInteger(body[1]) : UInt64.max
                 guard let mask else { throw FlowSyntaxError("write_metadata: bad mask '\(body[1])'") }
@@ -532,13 +532,23 @@ extension FlowSpec {
                     rate = try integer(String(part.dropFirst(15)), "send_maps max_per_second", max: 1_000_000)
                     guard rate > 0 else { throw FlowSyntaxError("send_maps max_per_second must be at least 1") }
                 } else {
-                    maps.append(part)
+                    maps.append(try validMapName(part))
                 }
             }
             guard !maps.isEmpty else { throw FlowSyntaxError("send_maps needs at least one map") }
             return .sendMaps(maps: maps, maxPerSecond: rate)
         }
         throw FlowSyntaxError("unknown action '\(text)'")
+    }
+
+    /// A map named in send_maps: a C identifier (the map's variable name) or an index.
+    static func validMapName(_ name: String) throws -> String {
+        guard !name.isEmpty, name.count <= 64,
+            name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == ".") })
+        else {
+            throw FlowSyntaxError("send_maps: '\(name)' is not a map name or index")
+        }
+        return name
     }
 
     static func setField(_ field: String, _ value: String) throws -> FlowAction {

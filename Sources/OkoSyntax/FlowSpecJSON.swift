@@ -136,7 +136,7 @@ extension FlowSpec {
                     guard let name = item.stringValue ?? item.unsignedValue.map({ String($0) }) else {
                         throw FlowSyntaxError("\(path).maps: expected map names or indexes")
                     }
-                    return name
+                    return try validMapName(name)
                 }
                 let rate = value["max_per_second"] == nil ? 1 : UInt32(try integer("max_per_second", max: 1_000_000))
                 guard rate > 0 else { throw FlowSyntaxError("\(path).max_per_second: must be at least 1") }

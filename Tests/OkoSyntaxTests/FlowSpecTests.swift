@@ -51,6 +51,11 @@ struct FlowSpecTextTests {
         ("priority=1,tp_dst=80,actions=drop", "tp_dst needs tcp, udp or sctp before it"),
         ("priority=1,actions=set_field:1->in_port", "set_field: 'in_port' is not a settable field"),
         ("priority=1,eth_type=0x800,ip_proto=6/3,actions=drop", "ip_proto cannot be masked"),
+        // Found by fuzzing: a bracket in a map name broke the text round trip.
+        ("priority=1,actions=send_maps(c[ounters,x)", "send_maps: 'c[ounters' is not a map name or index"),
+        // Found by fuzzing: empty values used to index an empty split and trap.
+        ("table=2, actions=write_metadata:", "write_metadata: '' is not an integer"),
+        ("cookie=,actions=drop", "cookie: '' is not a 64-bit integer"),
     ])
     func refusesBadRulesNamingTheProblem(rule: String, expected: String) {
         #expect {
