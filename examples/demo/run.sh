@@ -14,8 +14,8 @@
 # limiter's maps, then a summary line `DEMO ping_received=N flood_sent=N rule_dropped=N program_runs=N
 # program_matches=N drops_map=N buckets=N`. Everything it creates is removed on exit (trap).
 #
-# Usage (root): examples/demo/run.sh   Environment: OKOD, CLANG, FLOOD_SECONDS (3), FLOOD_PPS (2000),
-# RATE (200), BURST (50). The flood is paced: far above the limit, but below what okod's af_packet
+# Usage (root): examples/demo/run.sh   Environment: OKOD, CLANG, FLOOD_SECONDS (3), FLOOD_PPS (1000),
+# RATE (100), BURST (20). The flood is paced: far above the limit, but below what okod's af_packet
 # ports can take in a debug build on a busy machine, so that the limiter, not the port, drops it.
 set -euo pipefail
 
@@ -26,9 +26,9 @@ if [[ -z "${OKOD:-}" ]]; then
 fi
 CLANG=${CLANG:-clang}
 FLOOD_SECONDS=${FLOOD_SECONDS:-3}
-FLOOD_PPS=${FLOOD_PPS:-2000}
-RATE=${RATE:-200}
-BURST=${BURST:-50}
+FLOOD_PPS=${FLOOD_PPS:-1000}
+RATE=${RATE:-100}
+BURST=${BURST:-20}
 [[ $(id -u) == 0 ]] || { echo "run.sh: needs root (network namespaces, af_packet)" >&2; exit 2; }
 [[ -x $OKOD ]] || { echo "run.sh: no okod at '$OKOD' (swift build, or set OKOD)" >&2; exit 2; }
 for tool in ip ping curl python3 "$CLANG"; do
