@@ -42,10 +42,11 @@ struct OpenFlowControllerTests {
         defer { try? FileManager.default.removeItem(at: scratch) }
         let controllerPort = 20000 + Int(getpid() % 20000)
 
-        // The controller runs in its own process group under `timeout`; the group is killed at the end.
+        // The controller runs under `timeout`, which makes itself a process group leader (pgid = its pid):
+        // the whole group is killed at the end, and after 90 s at the latest.
         let app = TestEnvironment.packageRoot.appendingPathComponent("Tests/OkodTests/Controllers/learning_switch.py").path
-        let controller = try ChildProcess(URL(fileURLWithPath: "/usr/bin/setsid"), [
-            "/usr/bin/timeout", "-k", "2", "90", "/usr/bin/python3", "-u", manager,
+        let controller = try ChildProcess(URL(fileURLWithPath: "/usr/bin/timeout"), [
+            "-k", "2", "90", "/usr/bin/python3", "-u", manager,
             "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", String(controllerPort), app,
         ])
         defer {
