@@ -122,4 +122,44 @@ struct OpenFlowControllerTests {
         let sent = try readPcap(out2)
         #expect(sent.count == 101 && sent.allSatisfy { $0[5] == 0x0b && $0[11] == 0x0a }, "port 2 sent \(sent.count) frames")
     }
+
+    /// okod retries a configured controller that is not listening yet and connects once it is: the
+    /// stand-in controller (a Python socket server started later) receives okod's OpenFlow 1.3 HELLO.
+    @Test func activeControllerConnectionIsRetriedUntilTheControllerListens() throws {
+        let controllerPort = 20000 + Int((getpid() + 7) % 20000)
+        let okod = try OpenFlowOkod(
+            label: "of-retry", ports: ["net_null0,no-rx=1"],
+            openflow: "  controllers: [\"tcp:127.0.0.1:\(controllerPort)\"]\n  reconnect_max_seconds: 0.5")
+        defer { _ = okod.stop() }
+        Thread.sleep(forTimeInterval: 1.5)  // several refused attempts
+        let server = """
+            import socket, struct
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", \(controllerPort))); s.listen(1); s.settimeout(10)
+            c, _ = s.accept(); c.settimeout(5)
+            data = b""
+            while len(data) < 8: data += c.recv(64)
+            version, kind, length, xid = struct.unpack("!BBHI", data[:8])
+            print("HELLO" if kind == 0 else "TYPE %d" % kind, "version=%d" % version)
+            """
+        let (status, output) = try runBounded(20, ["/usr/bin/python3", "-c", server])
+        #expect(status == 0 && output.contains("HELLO version=4"), "\(output)")
+        #expect(okod.stop())
+    }
+
+    @Test func aControllerTargetThatIsNotTcpIsAConfigurationError() throws {
+        let directory = try TestEnvironment.temporaryDirectory("of-cfg")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("okod.yaml")
+        try """
+            openflow:
+              controllers: ["ssl:127.0.0.1:6653"]
+            bridges:
+              - name: br0
+                ports: [{devargs: "net_null0,no-rx=1"}]
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let (status, output) = try runBounded(20, [TestEnvironment.executable("okod").path, "--config", config.path, "--check-config"])
+        #expect(status == 2)
+        #expect(output.contains("openflow.controllers[0]: 'ssl:127.0.0.1:6653' is not tcp:HOST:PORT"), "\(output)")
+    }
 }
