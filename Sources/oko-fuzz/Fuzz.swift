@@ -56,8 +56,9 @@ private let openFlowBridge: Bridge = {
 private let openFlowAgent = DatapathAgent(bridge: openFlowBridge, datapathID: 1, maxEntriesPerTable: 256)
 
 /// OpenFlow input from a controller (untrusted): the codec must decode or throw; anything it decodes must
-/// encode to bytes it decodes again; a session fed HELLO then the input (in two reads split where the first
-/// byte says) must answer only with messages that decode, and close only through `Output.close`.
+/// encode to bytes it decodes again; a session fed HELLO (1.3 or 1.0, by the first byte) then the input (in
+/// two reads split where the first byte says) must answer only with whole messages of the negotiated
+/// version (1.3 ones must decode), and report a close exactly when it closed.
 private func fuzzOpenFlow(_ bytes: [UInt8]) {
     if let message = try? OpenFlowMessage.decode(bytes), let encoded = try? message.encode() {
         do { _ = try OpenFlowMessage.decode(encoded) } catch {
@@ -77,10 +78,18 @@ private func fuzzOpenFlow(_ bytes: [UInt8]) {
     outputs.append(session.receive(bytes[split...]))
     for output in outputs {
         for reply in output.messages {
-            guard (try? OpenFlowMessage.decode(reply)) != nil else { fatalError("the session sent a message it cannot decode") }
+            // Every reply is one whole message of the negotiated version; 1.3 replies decode fully (the 1.0
+            // codec decodes only what controllers send, so 1.0 replies are checked by their header).
+            let length = reply.count >= 4 ? Int(reply[2]) << 8 | Int(reply[3]) : 0
+            guard reply.count >= 8, length == reply.count, reply[0] == version || reply[1] == MessageType.hello.rawValue
+                  || reply[1] == MessageType.error.rawValue
+            else { fatalError("the session sent a malformed message: \(reply.prefix(16))") }
+            if reply[0] == OpenFlowVersion.v1_3, (try? OpenFlowMessage.decode(reply)) == nil {
+                fatalError("the session sent a message it cannot decode: \(reply.prefix(16))")
+            }
         }
     }
-    if outputs.contains(where: \.close), session.state != .closed { fatalError("the session asked to close but stays open") }
+    if outputs.contains(where: \.close) != (session.state == .closed) { fatalError("close flag and session state disagree") }
 }
 
 @_silgen_name("LLVMFuzzerRunDriver")
