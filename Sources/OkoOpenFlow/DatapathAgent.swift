@@ -747,6 +747,10 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
                 guard !mapIDs.isEmpty else {
                     throw OpenFlowError(.badAction, BadActionCode.badArgument, "SEND_MAPS names no map")
                 }
+                if let catalogue = state.withLock({ $0.catalogue }),
+                   catalogue.datapathProgramID(forFilterProg: UInt32(programID)) == nil {
+                    throw OpenFlowError(.badAction, BadActionCode.badArgument, "SEND_MAPS: filter program \(programID) is not loaded")
+                }
                 result.append(.sendMaps(program: UInt32(programID), maps: mapIDs, maxPerSecond: Self.sendMapsPerSecond))
             case .experimenter(let id, _):
                 throw OpenFlowError(.badAction, BadActionCode.badExperimenter, "experimenter action 0x\(String(id, radix: 16))")

@@ -165,6 +165,9 @@ struct OpenFlowExtensionTests {
         let (sendStatus, sendOutput) = try python([okod.target, "add-flow", "--priority", "5", "--in-port", "1",
                                                    "--send-maps", "1:0", "--cookie", "0x5e"])
         #expect(sendStatus == 0, "\(sendOutput)")
+        // SEND_MAPS naming a program that is not loaded: OFPET_BAD_ACTION / OFPBAC_BAD_ARGUMENT.
+        let (unloadedStatus, unloadedOutput) = try python([okod.target, "add-flow", "--priority", "6", "--send-maps", "9:0"])
+        #expect(unloadedStatus == 1 && unloadedOutput.contains("type 2 code 5"), "\(unloadedOutput)")
 
         // SEND_MAPS: asynchronous DUMP_MAP_REPLYs arrive with the blocked entry's growing counter, at most
         // 10 per second (DatapathAgent.sendMapsPerSecond).
