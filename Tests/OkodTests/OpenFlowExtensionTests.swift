@@ -220,4 +220,15 @@ struct OpenFlowExtensionTests {
         #expect(restDump == 0 && (jsonLines(restDumpOutput).first?["maps"] as? [Any])?.count == 1, "\(restDumpOutput)")
         #expect(okod.stop())
     }
+
+    @Test func okoctlOfReportsBadTargetsAndUnreachableSwitchesWithItsExitCodes() throws {
+        let okoctl = TestEnvironment.executable("okoctl").path
+        let (usage, usageOutput) = try runBounded(20, [okoctl, "of", "dump-map", "127.0.0.1:6653", "1"])
+        #expect(usage == 2 && usageOutput.contains("'127.0.0.1:6653' is not tcp:HOST:PORT"), "\(usageOutput)")
+        // Port 9 (discard) on loopback: nothing listens there in the test environment.
+        let (unreachable, unreachableOutput) = try runBounded(20, [okoctl, "of", "dump-map", "tcp:127.0.0.1:9", "1"])
+        #expect(unreachable == 3 && unreachableOutput.contains("cannot reach the switch at tcp:127.0.0.1:9"), "\(unreachableOutput)")
+        let (entry, entryOutput) = try runBounded(20, [okoctl, "of", "update-map", "tcp:127.0.0.1:9", "1", "0", "0a0000=zz"])
+        #expect(entry == 2 && entryOutput.contains("value 'zz' is not hex"), "\(entryOutput)")
+    }
 }
