@@ -64,7 +64,10 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
         var config = SwitchConfig(flags: 0, missSendLength: 128)
         var sink: SwitchEventSink?
         var catalogue: FilterProgramCatalogue?
+        var lastExpiryScan: Double = -.infinity
     }
+    /// Shortest time between two flow-expiry scans in `pollEvents` (seconds).
+    static let expiryScanInterval = 0.1
     private let state = Mutex(State())
 
     public init(bridge: Bridge, datapathID: UInt64, maxEntriesPerTable: Int = 1_000_000,
@@ -405,9 +408,19 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
             emit(.packetIn(packetInMessage(p)))
             count += 1
         }
-        for r in bridge.expireFlows() where r.entry.sendFlowRemoved {
-            emit(.flowRemoved(flowRemovedMessage(r)))
-            count += 1
+        // Expiry scans every rule under the bridge's control lock: timeouts have 1 s resolution, so scanning
+        // every 100 ms is plenty and keeps large tables from taxing the event loop on every 5 ms tick.
+        let now = OpenFlowSession.monotonicSeconds()
+        let scan = state.withLock { state -> Bool in
+            guard now - state.lastExpiryScan >= Self.expiryScanInterval else { return false }
+            state.lastExpiryScan = now
+            return true
+        }
+        if scan {
+            for r in bridge.expireFlows() where r.entry.sendFlowRemoved {
+                emit(.flowRemoved(flowRemovedMessage(r)))
+                count += 1
+            }
         }
         let notices = bridge.takeMapsNotices(max: maxPacketIns)
         if !notices.isEmpty, let catalogue = state.withLock({ $0.catalogue }) {
