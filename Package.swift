@@ -110,7 +110,8 @@ let package = Package(
         .executableTarget(
             name: "okod",
             dependencies: [
-                "OkoDatapath", "OkoDPDK", "OkoAPI", "OkoHTTP", "OkoSyntax", "OkoOpenFlow",
+                "OkoDatapath", "OkoDPDK", "OkoAPI", "OkoHTTP", "OkoSyntax", "OkoOpenFlow", "OkoLoader", "OkoMaps",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -120,10 +121,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "okoctl",
-            dependencies: ["OkoLoader", "OkoAPI", "OkoSyntax", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["OkoLoader", "OkoAPI", "OkoSyntax", "OkoOpenFlow", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6
         ),
-        .executableTarget(name: "oko-fuzz", dependencies: ["OkoSyntax", "OkoLoader", "OkoVerifier", "OkoBPF"], swiftSettings: swift6),
+        .executableTarget(name: "oko-fuzz", dependencies: ["OkoSyntax", "OkoLoader", "OkoVerifier", "OkoBPF", "OkoOpenFlow", "OkoDatapath"], swiftSettings: swift6),
         .executableTarget(
             name: "oko-http-bench", dependencies: ["OkoHTTP"], path: "Benchmarks/http/oko-http-bench",
             swiftSettings: swift6
@@ -152,6 +153,6 @@ let package = Package(
         .testTarget(name: "OkoSyntaxTests", dependencies: ["OkoSyntax"], swiftSettings: swift6),
         .testTarget(name: "OkoAPITests", dependencies: ["OkoAPI", "OkoHTTP", "OkoDatapath", "OkoSyntax", "OkoLoader"], swiftSettings: swift6),
         .testTarget(name: "OkoStoreTests", dependencies: ["OkoStore"], swiftSettings: swift6),
-        .testTarget(name: "OkodTests", dependencies: [], swiftSettings: swift6),
+        .testTarget(name: "OkodTests", dependencies: [], exclude: ["Controllers"], swiftSettings: swift6),
     ]
 )

@@ -2,7 +2,8 @@
 # Fuzzes Oko's parsers of untrusted input with libFuzzer + AddressSanitizer.
 #   Fuzz/run.sh [SECONDS] [TARGET...]     default: 60 seconds per target, every target
 # Targets: json, flow-text (REST request bodies), loader (ELF objects and BTF-typed JSON values),
-# verifier (instruction sequences; accepted ones must run without faults).
+# verifier (instruction sequences; accepted ones must run without faults), openflow (controller messages:
+# codec round trip and a session over a real in-memory switch agent).
 # Fails (non-zero) on any crash, hang, leak or sanitizer report; the reproducer is left in Fuzz/artifacts/.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -10,7 +11,7 @@ cd "$root"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(json flow-text loader verifier)
+[ ${#targets[@]} -gt 0 ] || targets=(json flow-text loader verifier openflow)
 
 scratch=.build-fuzz
 swift build --scratch-path "$scratch" -c debug --product oko-fuzz \

@@ -281,6 +281,8 @@ public enum FlowConversion {
         case .pushVLAN(let t): return .pushVLAN(ethertype: t)
         case .popVLAN: return .popVLAN
         case .decTTL: return .decTTL
+        // Rules installed over OpenFlow name maps by index (REST accepts indexes as map names too).
+        case .sendMaps(_, let maps, let rate): return .sendMaps(maps: maps.map { String($0) }, maxPerSecond: rate)
         }
     }
 }

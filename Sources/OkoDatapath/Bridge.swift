@@ -81,6 +81,7 @@ enum CompiledAction: Sendable {
     case pushVLAN(UInt16)
     case popVLAN
     case decTTL
+    case sendMaps(SendMapsTrigger)
 }
 
 struct CompiledGroup: Sendable {
@@ -134,6 +135,9 @@ final class BridgeSnapshot: @unchecked Sendable {
             case .pushVLAN(let t): return .pushVLAN(t)
             case .popVLAN: return .popVLAN
             case .decTTL: return .decTTL
+            case .sendMaps(let program, let maps, let rate):
+                return .sendMaps(SendMapsTrigger(MapsNotice(program: program, maps: maps, table: table, cookie: cookie),
+                                                 maxPerSecond: rate))
             }
         }
     }
@@ -158,6 +162,8 @@ public final class Bridge: @unchecked Sendable {
     let macTable = MACLearningTable()
     let packetInQueue: BoundedQueue<PacketIn>
     let packetOutQueue: BoundedQueue<PendingPacketOut>
+    /// SEND_MAPS notices from packet threads (bounded: `MapsNotice.queueCapacity`, extra ones dropped).
+    let mapsNoticeQueue = BoundedQueue<MapsNotice>(capacity: MapsNotice.queueCapacity)
 
     struct PendingPacketOut: Sendable {
         var bytes: [UInt8]
@@ -530,6 +536,7 @@ public final class Bridge: @unchecked Sendable {
                     case .popVLAN: popVLAN = true
                     case .decTTL: decTTL = true
                     case .group(let g): group = g
+                    case .sendMaps: d.actions.append(a)  // a notice, not a packet action: fires on match
                     default: output = a
                     }
                 }

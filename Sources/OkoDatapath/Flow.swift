@@ -85,6 +85,10 @@ public enum FlowAction: Hashable, Sendable {
     case pushVLAN(UInt16 = EtherType.vlan)
     case popVLAN
     case decTTL
+    /// Oko's SEND_MAPS: when a packet hits the rule, ask the control plane to send maps `maps` of program
+    /// `program` (the controller's ids, passed back unchanged) to the controllers, at most `maxPerSecond`
+    /// times per second per rule. The packet thread only enqueues a `MapsNotice` (SendMaps.swift).
+    case sendMaps(program: UInt32, maps: [UInt16], maxPerSecond: UInt32)
 }
 
 /// OpenFlow 1.3 instructions of one rule.

@@ -488,6 +488,8 @@ public final class PMDThread: @unchecked Sendable {
                 if PacketEditor.pushVLAN(&p, tpid: tpid, &off) { Bridge.applyToKey(.pushVLAN(tpid), &key) }
             case .popVLAN:
                 if PacketEditor.popVLAN(&p, &off) { Bridge.applyToKey(.popVLAN, &key) }
+            case .sendMaps(let trigger):
+                trigger.fire(now: now, into: bridge.mapsNoticeQueue)
             case .decTTL:
                 if !PacketEditor.decrementTTL(&p, off) {
                     bump(stats.invalidTTL, 1)

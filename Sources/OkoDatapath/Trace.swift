@@ -102,6 +102,7 @@ extension Bridge {
                 case .pushVLAN(let t): return "push_vlan:0x\(String(t, radix: 16))"
                 case .popVLAN: return "pop_vlan"
                 case .decTTL: return "dec_ttl"
+                case .sendMaps(let t): return "send_maps(program=\(t.notice.program),maps=\(t.notice.maps))"
                 }
             }
             return TraceReport(key: key, malformed: off.malformed, steps: steps, programs: ev.runs, actions: names,

@@ -16,6 +16,9 @@
 //
 // The Oko extension messages (LOAD_FILTER_PROG, UPDATE_MAP, DUMP_MAP) go through an injected
 // `FilterProgramCatalogue`; without one they are answered with BAD_REQUEST/BAD_EXP_TYPE.
+// SEND_MAPS (Nicira action 200) becomes the datapath's `sendMaps` action, limited to `sendMapsPerSecond` per
+// rule; the packet thread only queues a notice, and `pollEvents` (the event pump) dumps the maps through the
+// catalogue and sends them to the controllers as asynchronous DUMP_MAP_REPLY messages (xid 0).
 //
 // Threads: one agent may serve several connections. Each `OpenFlowSession` calls the agent on its
 // connection's event loop, so calls can arrive concurrently from different loops; the Bridge serialises
@@ -40,6 +43,12 @@ public protocol FilterProgramCatalogue: AnyObject, Sendable {
     func dumpMap(programID: UInt16, mapIDs: [UInt16]) throws(OpenFlowError) -> [MapDump]
     /// The bridge's program id for the `filter_prog` OXM value, nil if no such program is loaded.
     func datapathProgramID(forFilterProg id: UInt32) -> UInt32?
+    /// The `filter_prog` value controllers use for a datapath program id (dump-flows, FLOW_REMOVED).
+    func filterProgID(forDatapathProgram id: UInt32) -> UInt32?
+}
+
+extension FilterProgramCatalogue {
+    public func filterProgID(forDatapathProgram id: UInt32) -> UInt32? { id }
 }
 
 /// Where asynchronous messages (PACKET_IN, FLOW_REMOVED, PORT_STATUS) go.
@@ -55,7 +64,10 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
         var config = SwitchConfig(flags: 0, missSendLength: 128)
         var sink: SwitchEventSink?
         var catalogue: FilterProgramCatalogue?
+        var lastExpiryScan: Double = -.infinity
     }
+    /// Shortest time between two flow-expiry scans in `pollEvents` (seconds).
+    static let expiryScanInterval = 0.1
     private let state = Mutex(State())
 
     public init(bridge: Bridge, datapathID: UInt64, maxEntriesPerTable: Int = 1_000_000,
@@ -79,6 +91,10 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
     // MARK: SwitchAgent
 
     public static let capabilities: UInt32 = 1 | 2 | 4  // FLOW_STATS | TABLE_STATS | PORT_STATS
+
+    /// SEND_MAPS rate limit: a rule sends its maps at most this many times per second (the OpenFlow action
+    /// has no rate field; notices beyond it are not even queued by the datapath).
+    public static let sendMapsPerSecond: UInt32 = 10
 
     public func features() -> SwitchFeatures {
         SwitchFeatures(datapathID: datapathID, bufferCount: 0, tableCount: UInt8(clamping: bridge.tableCount),
@@ -392,9 +408,31 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
             emit(.packetIn(packetInMessage(p)))
             count += 1
         }
-        for r in bridge.expireFlows() where r.entry.sendFlowRemoved {
-            emit(.flowRemoved(flowRemovedMessage(r)))
-            count += 1
+        // Expiry scans every rule under the bridge's control lock: timeouts have 1 s resolution, so scanning
+        // every 100 ms is plenty and keeps large tables from taxing the event loop on every 5 ms tick.
+        let now = OpenFlowSession.monotonicSeconds()
+        let scan = state.withLock { state -> Bool in
+            guard now - state.lastExpiryScan >= Self.expiryScanInterval else { return false }
+            state.lastExpiryScan = now
+            return true
+        }
+        if scan {
+            for r in bridge.expireFlows() where r.entry.sendFlowRemoved {
+                emit(.flowRemoved(flowRemovedMessage(r)))
+                count += 1
+            }
+        }
+        let notices = bridge.takeMapsNotices(max: maxPacketIns)
+        if !notices.isEmpty, let catalogue = state.withLock({ $0.catalogue }) {
+            for notice in notices {
+                let programID = UInt16(truncatingIfNeeded: notice.program)
+                // The program may have been unloaded or its maps changed since the rule was installed.
+                guard let maps = try? catalogue.dumpMap(programID: programID, mapIDs: notice.maps) else { continue }
+                for part in OkoMessage.dumpMapReplies(programID: programID, maps: maps) {
+                    emit(.oko(part))
+                    count += 1
+                }
+            }
         }
         return count
     }
@@ -650,7 +688,10 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
             let full = mh == ~0 && ml == ~0
             fields.append(make(Self.ipv6(key.value(high), key.value(low)), full ? nil : Self.ipv6(mh, ml)))
         }
-        if let p = match.filterProgram { fields.append(.filterProg(p)) }
+        if let p = match.filterProgram {
+            let catalogue = state.withLock { $0.catalogue }
+            fields.append(.filterProg(catalogue?.filterProgID(forDatapathProgram: p) ?? p))
+        }
         return Match(fields)
     }
 
@@ -715,8 +756,15 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
                 }
             case .copyTTLOut, .copyTTLIn, .setMPLSTTL, .decMPLSTTL, .pushMPLS, .popMPLS, .setQueue:
                 throw OpenFlowError(.badAction, BadActionCode.badType, "action \(action) is not supported by the datapath")
-            case .sendMaps:
-                throw OpenFlowError(.badAction, BadActionCode.badExpType, "SEND_MAPS is not supported by this datapath")
+            case .sendMaps(let programID, let mapIDs):
+                guard !mapIDs.isEmpty else {
+                    throw OpenFlowError(.badAction, BadActionCode.badArgument, "SEND_MAPS names no map")
+                }
+                if let catalogue = state.withLock({ $0.catalogue }),
+                   catalogue.datapathProgramID(forFilterProg: UInt32(programID)) == nil {
+                    throw OpenFlowError(.badAction, BadActionCode.badArgument, "SEND_MAPS: filter program \(programID) is not loaded")
+                }
+                result.append(.sendMaps(program: UInt32(programID), maps: mapIDs, maxPerSecond: Self.sendMapsPerSecond))
             case .experimenter(let id, _):
                 throw OpenFlowError(.badAction, BadActionCode.badExperimenter, "experimenter action 0x\(String(id, radix: 16))")
             }
@@ -731,6 +779,7 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
         case .pushVLAN(let t): return .pushVLAN(ethertype: t)
         case .popVLAN: return .popVLAN
         case .decTTL: return .decNWTTL
+        case .sendMaps(let program, let maps, _): return .sendMaps(programID: UInt16(truncatingIfNeeded: program), mapIDs: maps)
         case .setField(.ipTTL, let v): return .setNWTTL(UInt8(truncatingIfNeeded: v))
         case .setField(let f, let v): return .setField(openFlowSetField(f, v))
         }

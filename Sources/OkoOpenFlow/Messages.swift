@@ -52,6 +52,12 @@ public struct ErrorMessage: Hashable, Sendable {
     /// The error reply to `error` raised by `offending`; echoes the first 64 bytes (OpenFlow's minimum).
     /// For OpenFlow 1.0 (`version` 0x01) the error is mapped to the nearest 1.0 type and code.
     public init(_ error: OpenFlowError, offending: [UInt8], version: UInt8 = OpenFlowVersion.v1_3) {
+        if error.type == .experimenter {
+            // Oko's own errors (OkoErrorCode): the reason text is the data.
+            self.init(type: ErrorType.experimenter.rawValue, code: error.code, experimenter: niciraExperimenterID,
+                      data: Array(error.reason.utf8.prefix(512)))
+            return
+        }
         let (type, code) = version == OpenFlowVersion.v1_0
             ? OpenFlow10.errorFor10(error.type.rawValue, error.code) : (error.type.rawValue, error.code)
         self.init(type: type, code: code, data: Array(offending.prefix(64)))

@@ -12,6 +12,31 @@
 // before any array is reserved, so a hostile count cannot cause a large allocation. Bad lengths are
 // OFPET_BAD_REQUEST/OFPBRC_BAD_LEN.
 
+/// Oko's experimenter error codes: OFPT_ERROR with type OFPET_EXPERIMENTER (0xffff), exp_code below and
+/// experimenter 0x00002320. Unlike standard errors, whose data echoes the offending message, the data of
+/// these errors is the reason as UTF-8 text (e.g. the verifier's explanation), at most 512 bytes.
+public enum OkoErrorCode {
+    /// LOAD_FILTER_PROG: the file is not a usable BPF ELF object.
+    public static let badObject: UInt16 = 1
+    /// LOAD_FILTER_PROG: the verifier refused the program.
+    public static let verifierRefused: UInt16 = 2
+    /// LOAD_FILTER_PROG: the program id is used by rules and cannot be replaced now.
+    public static let programInUse: UInt16 = 3
+    /// UPDATE_MAP / DUMP_MAP: no program with this id is loaded.
+    public static let unknownProgram: UInt16 = 4
+    /// UPDATE_MAP / DUMP_MAP: the program has no map with this id.
+    public static let unknownMap: UInt16 = 5
+    /// UPDATE_MAP: key or value size differ from the map's, or the map refused an entry (full, read-only).
+    public static let badMapEntry: UInt16 = 6
+}
+
+extension OpenFlowError {
+    /// An Oko experimenter error (`OkoErrorCode`); its reason travels on the wire as the error's data.
+    public static func oko(_ code: UInt16, _ reason: String) -> OpenFlowError {
+        OpenFlowError(.experimenter, code, reason)
+    }
+}
+
 public enum OkoSubtype {
     public static let loadFilterProgram: UInt32 = 31
     public static let updateMap: UInt32 = 32

@@ -37,7 +37,10 @@
 // Oko extensions (all Nicira experimenter 0x00002320, documented in `OkoExtensions.swift`):
 //   * messages LOAD_FILTER_PROG (31), UPDATE_MAP (32), DUMP_MAP_REQUEST (33), DUMP_MAP_REPLY (34);
 //   * OXM field `filter_prog`: class 0xFFFF, field 40, no mask, length 8 = experimenter id + be32 program id;
-//   * action SEND_MAPS: Nicira action subtype 200 with be16 program id, be16 map count, be16 map ids.
+//   * action SEND_MAPS: Nicira action subtype 200 with be16 program id, be16 map count, be16 map ids. At run
+//     time the packet thread queues a bounded notice; `DatapathEventPump` dumps the maps and sends them to
+//     the controllers as an asynchronous DUMP_MAP_REPLY (xid 0), at most 10 per second per rule;
+//   * errors of the extension requests: OFPET_EXPERIMENTER with `OkoErrorCode`s, the reason as data.
 //
 // Threads: codec values are immutable `Sendable` values. A session is not thread-safe: it belongs to the
 // one thread (event loop) that owns its connection. `ControllerRoles` is shared and locks internally.

@@ -206,13 +206,16 @@ public final class OpenFlowSession {
         return output
     }
 
-    /// Encodes an asynchronous switch event (PACKET_IN, FLOW_REMOVED, PORT_STATUS) for this connection;
+    /// Encodes an asynchronous switch event (PACKET_IN, FLOW_REMOVED, PORT_STATUS, a SEND_MAPS
+    /// DUMP_MAP_REPLY) for this connection;
     /// nil if the connection is not established or its role does not receive the event (slaves get only
     /// PORT_STATUS, per the default asynchronous configuration).
     public func notify(_ event: MessageBody) -> [UInt8]? {
         guard case .established(let version) = state else { return nil }
         switch event {
         case .packetIn, .flowRemoved: if role == .slave { return nil }
+        // SEND_MAPS dumps are asynchronous like PACKET_IN: masters and equals only.
+        case .oko(.dumpMapReply): if role == .slave { return nil }
         case .portStatus: break
         default: return nil
         }

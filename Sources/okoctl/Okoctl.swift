@@ -98,7 +98,7 @@ struct Okoctl: AsyncParsableCommand {
         subcommands: [
             Show.self, AddBridge.self, DeleteBridge.self, AddPort.self, DeletePort.self, DumpPorts.self,
             DumpFlows.self, AddFlow.self, AddFlows.self, ModifyFlows.self, DeleteFlows.self,
-            LoadFilterProgram.self, DumpMap.self, UpdateMap.self, Trace.self, Prog.self,
+            LoadFilterProgram.self, DumpMap.self, UpdateMap.self, Trace.self, Prog.self, OpenFlowCommands.self,
         ])
 }
 

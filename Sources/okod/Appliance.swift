@@ -22,11 +22,12 @@ final class Appliance: @unchecked Sendable {
     private let portFactory: DPDKPortFactory
     private let scheduler: PMDScheduler
     private let server: HTTPServer
-    private let openflowGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let programs = LoadedProgramCatalogue()
     private let openflowListen: (host: String, port: Int)
     private let openflowBridge: String?
-    private var openflowListener: OpenFlowListener?
-    private var eventPump: DatapathEventPump?
+    private let openflowControllers: [(host: String, port: Int)]
+    private let openflowReconnectMaxSeconds: Double
+    private var openflow: OpenFlowEndpoint?
     private let statsInterval: Double
     private var statsTimer: DispatchSourceTimer?
     private var lastSnapshot: [String: PortStatistics] = [:]
@@ -55,7 +56,7 @@ final class Appliance: @unchecked Sendable {
         portFactory = DPDKPortFactory(pool: pool, transmitQueues: cores.count)
         let pool = self.pool
         service = SwitchService(
-            portFactory: portFactory, programs: LoadedProgramCatalogue(), buffers: { DPDKPacketBuffers(pool: pool) })
+            portFactory: portFactory, programs: programs, buffers: { DPDKPacketBuffers(pool: pool) })
         scheduler = PMDScheduler(cores: cores, service: service, logger: logger)
 
         for (bridgeIndex, bridge) in configuration.bridges.enumerated() {
@@ -80,6 +81,8 @@ final class Appliance: @unchecked Sendable {
 
         openflowListen = try Self.split(listen: configuration.openflowListen, key: "openflow.listen")
         openflowBridge = configuration.openflowBridge ?? configuration.bridges.first?.name
+        openflowControllers = configuration.openflowControllers
+        openflowReconnectMaxSeconds = configuration.openflowReconnectMaxSeconds
         if let name = configuration.openflowBridge, !configuration.bridges.contains(where: { $0.name == name }) {
             throw ConfigurationError("openflow.bridge", "no configured bridge is named '\(name)'")
         }
@@ -140,20 +143,18 @@ final class Appliance: @unchecked Sendable {
         guard let name = openflowBridge, let bridge = try? service.bridge(named: name),
             let summary = try? service.summary(name)
         else { return }
-        let agent = DatapathAgent(bridge: bridge, datapathID: summary.datapathID)
-        let listener = OpenFlowListener(group: openflowGroup) { agent }
-        agent.setEventSink { listener.broadcast($0) }
+        let endpoint = OpenFlowEndpoint(bridge: bridge, bridgeName: name, datapathID: summary.datapathID,
+                                        catalogue: programs, controllers: openflowControllers,
+                                        reconnectMaxSeconds: openflowReconnectMaxSeconds,
+                                        logger: logger)
         let (host, port) = openflowListen
         do {
-            let bound = try waitFor { try await listener.start(host: host, port: port) }
+            let bound = try waitFor { try await endpoint.start(host: host, port: port) }
             logger.info("OpenFlow 1.3 listening on \(host):\(bound) for bridge \(name)")
         } catch {
             throw StartupError("OpenFlow listener on \(host):\(port): \(error)")
         }
-        let pump = DatapathEventPump(agent: agent)
-        pump.start(on: openflowGroup.next())
-        openflowListener = listener
-        eventPump = pump
+        openflow = endpoint
     }
 
     func logCounters() {
@@ -181,9 +182,8 @@ final class Appliance: @unchecked Sendable {
         statsTimer?.cancel()
         let server = self.server
         _ = try? waitFor(timeout: 0.5) { await server.shutdown(gracePeriod: .milliseconds(300)) }
-        eventPump?.stop()
-        if let listener = openflowListener {
-            _ = try? waitFor(timeout: 0.2) { try await listener.stop() }
+        if let endpoint = openflow {
+            _ = try? waitFor(timeout: 0.3) { try await endpoint.stop() }
         }
         scheduler.stopAll()
         logCounters()

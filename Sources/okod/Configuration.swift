@@ -36,6 +36,10 @@ struct Configuration {
     var openflowListen = "127.0.0.1:6653"
     /// The bridge the OpenFlow listener serves (default: the first configured bridge).
     var openflowBridge: String?
+    /// Controllers okod connects to itself (`tcp:HOST:PORT`), reconnecting with exponential back-off.
+    var openflowControllers: [(host: String, port: Int)] = []
+    /// Longest wait between reconnection attempts to a controller, in seconds.
+    var openflowReconnectMaxSeconds: Double = 8
     var logLevel = "info"
     var statsInterval: Double = 5
     var bridges: [Bridge] = []
@@ -76,7 +80,18 @@ struct Configuration {
                 config.openflowListen = try validateListen(listen, path: openflow.path + ".listen")
             }
             config.openflowBridge = try openflow.string("bridge")
-            try openflow.finish(allowed: ["listen", "bridge"])
+            if let controllers = try openflow.strings("controllers") {
+                config.openflowControllers = try controllers.enumerated().map { index, target in
+                    try validateController(target, path: openflow.path + ".controllers[\(index)]")
+                }
+            }
+            if let seconds = try openflow.number("reconnect_max_seconds") {
+                guard seconds >= 0.1 && seconds <= 3600 else {
+                    throw ConfigurationError(openflow.path + ".reconnect_max_seconds", "\(seconds) is not within 0.1...3600")
+                }
+                config.openflowReconnectMaxSeconds = seconds
+            }
+            try openflow.finish(allowed: ["listen", "bridge", "controllers", "reconnect_max_seconds"])
         }
         if let level = try top.string("log_level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -133,6 +148,20 @@ struct Configuration {
     }
 
     /// Checks `HOST:PORT` syntax.
+    /// An active controller target `tcp:HOST:PORT` (IPv6 hosts in brackets).
+    static func validateController(_ value: String, path: String) throws -> (host: String, port: Int) {
+        guard value.hasPrefix("tcp:") else {
+            throw ConfigurationError(path, "'\(value)' is not tcp:HOST:PORT (only tcp is supported)")
+        }
+        let rest = String(value.dropFirst(4))
+        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port)
+        else { throw ConfigurationError(path, "'\(value)' is not tcp:HOST:PORT") }
+        var host = String(rest[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw ConfigurationError(path, "'\(value)' has no host") }
+        return (host, port)
+    }
+
     static func validateListen(_ value: String, path: String) throws -> String {
         guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]),
             (0...65535).contains(port), colon != value.startIndex
