@@ -110,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "okod",
             dependencies: [
-                "OkoDatapath", "OkoDPDK", "OkoAPI", "OkoHTTP", "OkoSyntax", "OkoOpenFlow",
+                "OkoDatapath", "OkoDPDK", "OkoAPI", "OkoHTTP", "OkoSyntax", "OkoOpenFlow", "OkoStore",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

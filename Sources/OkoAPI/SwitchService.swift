@@ -110,6 +110,8 @@ public final class SwitchService: Sendable {
     public let programs: (any ProgramCatalogue)?
     private let pmds = Mutex<[PMDThread]>([])
     public let ready = Atomic<Bool>(true)
+    /// Rules one table may hold (okod's `limits.max_rules_per_table`); a bulk add beyond it changes nothing.
+    public let maxRulesPerTable = Atomic<Int>(Int.max)
     private let bridgesChanged = Mutex<(@Sendable ([Bridge]) -> Void)?>(nil)
 
     /// Called (outside the service's lock) with every bridge after one is created or deleted: okod uses it
@@ -259,6 +261,7 @@ public final class SwitchService: Sendable {
         }
         return try r.changeLock.withLock { _ throws(SwitchError) -> [FlowRecord] in
             let before = r.bridge.flows()
+            try checkRuleLimit(converted.map { RuleKey(table: $0.0.table, priority: $0.0.priority, match: $0.1) }, existing: before)
             var added: [RuleKey] = []
             for (index, (spec, match, instructions)) in converted.enumerated() {
                 do {
@@ -287,6 +290,24 @@ public final class SwitchService: Sendable {
                 entries.first { $0.table == key.table && $0.priority == key.priority && $0.match == key.match }
                     .map { self.record(for: $0, in: r) }
             }
+        }
+    }
+
+    /// Refuses a batch that would leave a table with more than `maxRulesPerTable` rules (replacements
+    /// of existing rules do not count).
+    private func checkRuleLimit(_ keys: [RuleKey], existing: [FlowEntry]) throws(SwitchError) {
+        let limit = maxRulesPerTable.load(ordering: .relaxed)
+        guard limit != Int.max else { return }
+        let present = Set(existing.map { RuleKey(table: $0.table, priority: $0.priority, match: $0.match) })
+        var counts: [UInt8: Int] = [:]
+        for entry in existing { counts[entry.table, default: 0] += 1 }
+        var grown = Set<UInt8>()
+        for key in Set(keys) where !present.contains(key) {
+            counts[key.table, default: 0] += 1
+            grown.insert(key.table)
+        }
+        for (table, count) in counts.sorted(by: { $0.key < $1.key }) where count > limit && grown.contains(table) {
+            throw .unprocessable("limits.max_rules_per_table: table \(table) would hold \(count) rules; the limit is \(limit)")
         }
     }
 

@@ -55,8 +55,20 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
         var config = SwitchConfig(flags: 0, missSendLength: 128)
         var sink: SwitchEventSink?
         var catalogue: FilterProgramCatalogue?
+        var beforeBarrierReply: (@Sendable () throws -> Void)?
     }
     private let state = Mutex(State())
+
+    /// Runs before every BARRIER_REPLY (okod: commit the configuration store, so a barrier reply means
+    /// every earlier FLOW_MOD is durable). A throw becomes an OFPT_ERROR instead of the reply.
+    public func setBeforeBarrierReply(_ hook: (@Sendable () throws -> Void)?) { state.withLock { $0.beforeBarrierReply = hook } }
+
+    public func barrier() throws(OpenFlowError) {
+        guard let hook = state.withLock({ $0.beforeBarrierReply }) else { return }
+        do { try hook() } catch {
+            throw OpenFlowError(.badRequest, BadRequestCode.eperm, "changes before this barrier were not saved: \(error)")
+        }
+    }
 
     public init(bridge: Bridge, datapathID: UInt64, maxEntriesPerTable: Int = 1_000_000,
                 catalogue: FilterProgramCatalogue? = nil) {

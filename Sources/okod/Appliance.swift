@@ -6,6 +6,7 @@ import OkoDPDK
 import OkoDatapath
 import OkoHTTP
 import OkoOpenFlow
+import OkoStore
 import NIOPosix
 import Synchronization
 
@@ -31,6 +32,9 @@ final class Appliance: @unchecked Sendable {
     private var statsTimer: DispatchSourceTimer?
     private var lastSnapshot: [String: PortStatistics] = [:]
     private var lastSnapshotTime = DispatchTime.now()
+    private let persistence: Persistence
+    private let limits: Configuration.Limits
+    private let snapshotMapsOnShutdown: Bool
 
     init(configuration: Configuration, logger: Logger) throws {
         self.logger = logger
@@ -54,10 +58,55 @@ final class Appliance: @unchecked Sendable {
         pool = try PacketPool(name: "oko_mbufs", count: configuration.mbufs)
         portFactory = DPDKPortFactory(pool: pool, transmitQueues: cores.count)
         let pool = self.pool
-        service = SwitchService(
-            portFactory: portFactory, programs: LoadedProgramCatalogue(), buffers: { DPDKPacketBuffers(pool: pool) })
+        let catalogue = LoadedProgramCatalogue(limits: Self.programLimits(configuration.limits))
+        service = SwitchService(portFactory: portFactory, programs: catalogue, buffers: { DPDKPacketBuffers(pool: pool) })
+        service.ready.store(false, ordering: .releasing)
+        service.maxRulesPerTable.store(configuration.limits.maxRulesPerTable, ordering: .relaxed)
+        limits = configuration.limits
+        snapshotMapsOnShutdown = configuration.snapshotMapsOnShutdown
         scheduler = PMDScheduler(cores: cores, service: service, logger: logger)
 
+        // The store wins over the configuration file: its bridges, ports and rules only seed an empty store.
+        let storePath = configuration.resolvedStorePath
+        let store: ConfigurationStore
+        do { store = try ConfigurationStore(path: storePath) } catch { throw StartupError("store.path: \(error)") }
+        persistence = Persistence(store: store, service: service, catalogue: catalogue, logger: logger)
+        if try persistence.isEmpty {
+            try Self.seed(service: service, from: configuration, logger: logger)
+            try persistence.flush()
+            logger.notice("store \(storePath) created from the configuration file")
+        } else {
+            let summary: Persistence.RestoreSummary
+            do { summary = try persistence.restore() } catch { throw StartupError("restoring from store \(storePath): \(error)") }
+            logger.notice("restored from store \(storePath): \(summary)")
+            if !configuration.bridges.isEmpty {
+                logger.info("the configuration file's bridges, ports and flows are ignored: the store (revision \((try? store.revision) ?? 0)) holds the configuration")
+            }
+        }
+
+        openflowListen = try Self.split(listen: configuration.openflowListen, key: "openflow.listen")
+        openflowBridge = configuration.openflowBridge ?? service.bridgeNames().first
+        if let name = configuration.openflowBridge, !service.bridgeNames().contains(name) {
+            throw ConfigurationError("openflow.bridge", "no bridge is named '\(name)'")
+        }
+        let (host, port) = try Self.split(listen: configuration.apiListen, key: "api.listen")
+        let tokens = try AccessControl.loadOrCreate(path: configuration.apiTokenFile)
+        logger.notice("API tokens: \(configuration.apiTokenFile)\(tokens.created ? " (created with a new admin token)" : "")")
+        let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
+        let api = ManagementAPI(
+            service: service, access: AccessControl(tokens: tokens.tokens, requireTokenForReads: !loopback),
+            maxBodyBytes: configuration.limits.maxRequestBodyBytes, logger: Logger(label: "oko.audit"))
+        var httpConfiguration = HTTPServerConfiguration(host: host, port: port)
+        httpConfiguration.logger = Logger(label: "oko.http")
+        // Above the API's own limit, so an oversize body is answered by the API with a problem document.
+        httpConfiguration.maxBodyBytes = configuration.limits.maxRequestBodyBytes + (64 << 10)
+        server = HTTPServer(
+            configuration: httpConfiguration,
+            handler: PersistingHandler(api: api, persistence: persistence, audit: Logger(label: "oko.audit")))
+    }
+
+    /// Bridges, ports and rules of the configuration file (only into an empty store).
+    private static func seed(service: SwitchService, from configuration: Configuration, logger: Logger) throws {
         for (bridgeIndex, bridge) in configuration.bridges.enumerated() {
             try service.createBridge(name: bridge.name)
             for (portIndex, port) in bridge.ports.enumerated() {
@@ -77,22 +126,15 @@ final class Appliance: @unchecked Sendable {
                 logger.info("bridge \(bridge.name): \(bridge.flows.count) rules from the configuration")
             }
         }
+    }
 
-        openflowListen = try Self.split(listen: configuration.openflowListen, key: "openflow.listen")
-        openflowBridge = configuration.openflowBridge ?? configuration.bridges.first?.name
-        if let name = configuration.openflowBridge, !configuration.bridges.contains(where: { $0.name == name }) {
-            throw ConfigurationError("openflow.bridge", "no configured bridge is named '\(name)'")
-        }
-        let (host, port) = try Self.split(listen: configuration.apiListen, key: "api.listen")
-        let tokens = try AccessControl.loadOrCreate(path: configuration.apiTokenFile)
-        logger.notice("API tokens: \(configuration.apiTokenFile)\(tokens.created ? " (created with a new admin token)" : "")")
-        let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
-        let api = ManagementAPI(
-            service: service, access: AccessControl(tokens: tokens.tokens, requireTokenForReads: !loopback),
-            logger: Logger(label: "oko.api"))
-        var httpConfiguration = HTTPServerConfiguration(host: host, port: port)
-        httpConfiguration.logger = Logger(label: "oko.http")
-        server = HTTPServer(configuration: httpConfiguration, handler: api)
+    private static func programLimits(_ limits: Configuration.Limits) -> LoadedProgramCatalogue.Limits {
+        var l = LoadedProgramCatalogue.Limits()
+        l.maxObjectBytes = limits.maxELFBytes
+        l.maxInstructions = limits.maxInstructions
+        l.maxProgramsPerBridge = limits.maxProgramsPerBridge
+        l.maxMapMemoryBytes = limits.maxMapMemoryBytes
+        return l
     }
 
     struct StartupError: Error, CustomStringConvertible {
@@ -131,6 +173,7 @@ final class Appliance: @unchecked Sendable {
             timer.resume()
             statsTimer = timer
         }
+        service.ready.store(true, ordering: .releasing)
         logger.notice("okod ready")
     }
 
@@ -140,8 +183,12 @@ final class Appliance: @unchecked Sendable {
         guard let name = openflowBridge, let bridge = try? service.bridge(named: name),
             let summary = try? service.summary(name)
         else { return }
-        let agent = DatapathAgent(bridge: bridge, datapathID: summary.datapathID)
-        let listener = OpenFlowListener(group: openflowGroup) { agent }
+        let agent = DatapathAgent(bridge: bridge, datapathID: summary.datapathID, maxEntriesPerTable: limits.maxRulesPerTable)
+        // A BARRIER_REPLY acknowledges every FLOW_MOD before it: make them durable first.
+        let persistence = self.persistence
+        agent.setBeforeBarrierReply { try persistence.flush() }
+        let audit = Logger(label: "oko.audit")
+        let listener = OpenFlowListener(group: openflowGroup) { AuditingAgent(agent: agent, audit: audit) }
         agent.setEventSink { listener.broadcast($0) }
         let (host, port) = openflowListen
         do {
@@ -181,6 +228,16 @@ final class Appliance: @unchecked Sendable {
         statsTimer?.cancel()
         let server = self.server
         _ = try? waitFor(timeout: 0.5) { await server.shutdown(gracePeriod: .milliseconds(300)) }
+        // No more API changes: save what is not saved yet, and the maps' contents (they die with us).
+        do {
+            try persistence.flush()
+            if snapshotMapsOnShutdown {
+                let saved = try persistence.snapshotMaps()
+                if saved.maps > 0 { logger.info("saved \(saved.entries) entries of \(saved.maps) maps to the store") }
+            }
+        } catch {
+            logger.error("saving the configuration at shutdown failed: \(error)")
+        }
         eventPump?.stop()
         if let listener = openflowListener {
             _ = try? waitFor(timeout: 0.2) { try await listener.stop() }
