@@ -32,7 +32,7 @@ struct LimitsTests {
     func rulesPerTableRequestBodyAndProgramsPerBridgeAreEnforcedOverRESTAndOpenFlow() throws {
         let directory = try TestEnvironment.temporaryDirectory("limits")
         defer { try? FileManager.default.removeItem(at: directory) }
-        guard let okod = try start("max_rules_per_table: 3, max_request_body_bytes: 2048, max_programs_per_bridge: 1", in: directory) else { return }
+        guard let okod = try start("max_rules_per_table: 3, max_request_body_bytes: 16384, max_programs_per_bridge: 1", in: directory) else { return }
 
         let two = try okod.request("POST", "/v1/bridges/br0/flows",
                                    body: Array("priority=1,ip,nw_dst=10.0.0.1,actions=drop\npriority=1,ip,nw_dst=10.0.0.2,actions=drop".utf8),
@@ -62,7 +62,7 @@ struct LimitsTests {
         #expect(ruleDestinations(try okod.request("GET", "/v1/bridges/br0/flows", accept: "text/plain").body).count == 3)
 
         // Request body: 413 problem naming the limit; nothing added.
-        let big = (0..<100).map { "priority=2,ip,nw_dst=10.1.0.\($0),actions=drop" }.joined(separator: "\n")
+        let big = (0..<600).map { "priority=2,ip,nw_dst=10.1.\($0 / 256).\($0 % 256),actions=drop" }.joined(separator: "\n")
         let oversize = try okod.request("POST", "/v1/bridges/br0/flows", body: Array(big.utf8), contentType: "text/plain")
         #expect(oversize.status == 413)
         #expect(problem(oversize).detail.contains("limits.max_request_body_bytes"), "\(oversize.body)")
