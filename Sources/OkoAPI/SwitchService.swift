@@ -422,6 +422,58 @@ public final class SwitchService: Sendable {
         return removed.count
     }
 
+    // MARK: groups (okod's store; groups are set over OpenFlow)
+
+    /// A group with each bucket's actions in ovs-ofctl action syntax (`output:2,dec_ttl`, `drop`).
+    public struct GroupText: Sendable, Equatable {
+        public var id: UInt32
+        public var type: String
+        public var buckets: [(weight: UInt16, actions: String)]
+        public init(id: UInt32, type: String, buckets: [(weight: UInt16, actions: String)]) {
+            self.id = id
+            self.type = type
+            self.buckets = buckets
+        }
+        public static func == (a: GroupText, b: GroupText) -> Bool {
+            a.id == b.id && a.type == b.type && a.buckets.map(\.weight) == b.buckets.map(\.weight)
+                && a.buckets.map(\.actions) == b.buckets.map(\.actions)
+        }
+    }
+
+    public func groups(bridge name: String) throws(SwitchError) -> [GroupText] {
+        let groups = try record(name).bridge.groups()
+        return groups.keys.sorted().map { id in
+            let g = groups[id]!
+            let type = switch g.type { case .all: "all"; case .select: "select"; case .indirect: "indirect" }
+            return GroupText(id: id, type: type, buckets: g.buckets.map { bucket in
+                var spec = FlowSpec()
+                spec.instructions = [.applyActions(bucket.actions.map(FlowConversion.action))]
+                let text = spec.ofctlText
+                return (bucket.weight, String(text[text.range(of: " actions=")!.upperBound...]))
+            })
+        }
+    }
+
+    public func setGroup(bridge name: String, _ group: GroupText) throws(SwitchError) {
+        let type: GroupType
+        switch group.type {
+        case "all": type = .all
+        case "select": type = .select
+        case "indirect": type = .indirect
+        default: throw .invalid("group \(group.id): unknown type '\(group.type)'")
+        }
+        var buckets: [GroupBucket] = []
+        for bucket in group.buckets {
+            do {
+                let spec = try FlowSpec(ofctlText: "priority=0 actions=" + bucket.actions)
+                buckets.append(GroupBucket(weight: bucket.weight, actions: try FlowConversion.instructions(spec).applyActions ?? []))
+            } catch { throw .unprocessable("group \(group.id): actions '\(bucket.actions)': \(error)") }
+        }
+        do { try record(name).bridge.setGroup(group.id, GroupDescription(type: type, buckets: buckets)) } catch {
+            throw .unprocessable("group \(group.id): \(error)")
+        }
+    }
+
     public func trace(bridge name: String, bytes: [UInt8], inPort: UInt32) throws(SwitchError) -> TraceReport {
         try record(name).bridge.trace(bytes: bytes, inPort: inPort)
     }

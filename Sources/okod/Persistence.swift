@@ -16,10 +16,11 @@
 //   not move since the last flush (counters do not move it). Ports and programs are always re-read
 //   (cheap, and their service-side details are written after the bridge publishes).
 // - Records: kind "bridge" (scope "", key name, JSON), "port" (scope bridge, key number, JSON), "program"
-//   (scope bridge, key id, JSON header line + ELF bytes), "flow" (scope bridge, key table/priority/match,
+//   (scope bridge, key id, JSON header line + ELF bytes), "group" (scope bridge, key id, JSON with the
+//   buckets' actions in ovs-ofctl syntax), "flow" (scope bridge, key table/priority/match,
 //   ovs-ofctl text with the operator's filter_prog ids), "maps" (scope bridge/program, key map name,
 //   entries; written on request and at clean shutdown only, deleted with their program), "meta".
-// - Restore order: bridges, ports (by number), programs, rules, map snapshots; then `/readyz` says ready.
+// - Restore order: bridges, ports (by number), programs with their map snapshots, groups, rules; then `/readyz` says ready.
 // - Threads: `flush`, `snapshotMaps` and `restore` serialise on one Mutex; callable from any thread.
 import Foundation
 import Logging
@@ -38,7 +39,7 @@ final class Persistence: Sendable {
     }
 
     private struct State {
-        /// What the store holds (kinds bridge, port, program, flow, meta).
+        /// What the store holds (kinds bridge, port, program, group, flow, meta).
         var stored: [RecordKey: [UInt8]] = [:]
         /// Per bridge: the generation its rules were last read at and the rule records read then.
         var flowCache: [String: (generation: UInt64, records: [RecordKey: [UInt8]])] = [:]
@@ -100,6 +101,12 @@ final class Persistence: Sendable {
                 records[RecordKey(kind: "port", scope: name, key: Self.numberKey(port.statistics.number))] = Self.json([
                     ("number", .unsigned(UInt64(port.statistics.number))), ("name", .string(port.statistics.name)),
                     ("devargs", .string(port.devargs)),
+                ])
+            }
+            for group in (try? service.groups(bridge: name)) ?? [] {
+                records[RecordKey(kind: "group", scope: name, key: Self.numberKey(group.id))] = Self.json([
+                    ("type", .string(group.type)),
+                    ("buckets", .array(group.buckets.map { .object([("weight", .integer(Int64($0.weight))), ("actions", .string($0.actions))]) })),
                 ])
             }
             // Read the generation before the rules: a change in between makes the next flush read again.
@@ -180,9 +187,9 @@ final class Persistence: Sendable {
     // MARK: restore
 
     struct RestoreSummary: CustomStringConvertible {
-        var bridges = 0, ports = 0, programs = 0, flows = 0, mapEntries = 0
+        var bridges = 0, ports = 0, programs = 0, groups = 0, flows = 0, mapEntries = 0
         var description: String {
-            "\(bridges) bridges, \(ports) ports, \(programs) programs, \(flows) rules, \(mapEntries) map entries"
+            "\(bridges) bridges, \(ports) ports, \(programs) programs, \(groups) groups, \(flows) rules, \(mapEntries) map entries"
         }
     }
 
@@ -221,6 +228,19 @@ final class Persistence: Sendable {
                     summary.programs += 1
                     summary.mapEntries += try restoreMaps(bridge: record.key, id: id)
                 }
+                for groupRecord in try store.records(kind: "group", scope: record.key) {
+                    let group = try Self.object(groupRecord)
+                    guard let id = UInt32(groupRecord.key), let type = group["type"]?.stringValue,
+                          case .array(let buckets)? = group["buckets"]
+                    else { throw StoreError("group record \(record.key)/\(groupRecord.key) is malformed") }
+                    let text = SwitchService.GroupText(id: id, type: type, buckets: buckets.map {
+                        (UInt16($0["weight"]?.unsignedValue ?? 1), $0["actions"]?.stringValue ?? "drop")
+                    })
+                    do { try service.setGroup(bridge: record.key, text) } catch {
+                        throw StoreError("cannot restore group \(id) of bridge \(record.key): \(error)")
+                    }
+                    summary.groups += 1
+                }
                 var specs: [FlowSpec] = []
                 for flowRecord in try store.records(kind: "flow", scope: record.key) {
                     let text = String(decoding: flowRecord.payload, as: UTF8.self)
@@ -237,7 +257,7 @@ final class Persistence: Sendable {
             }
             // What was just rebuilt is what the store holds: the first flush writes nothing.
             state.stored = [:]
-            for kind in ["bridge", "port", "program", "flow", "meta"] {
+            for kind in ["bridge", "port", "program", "group", "flow", "meta"] {
                 for record in try store.records(kind: kind) {
                     state.stored[RecordKey(kind: kind, scope: record.scope, key: record.key)] = record.payload
                 }

@@ -173,6 +173,19 @@ final class OpenFlowTestClient {
         try writeAll(fd, m)
     }
 
+    /// GROUP_MOD add: group `id` of type ALL with one bucket per output port.
+    func addGroup(id: UInt32, outputs: [UInt32]) throws {
+        xid += 1
+        var m: [UInt8] = [4, 15, 0, 0] + be(xid) + [0, 0, 0, 0] + be(id)
+        for port in outputs {
+            m += [0, 32, 0, 1] + be(0xffff_ffff) + be(0xffff_ffff) + [0, 0, 0, 0]
+            m += [0, 0, 0, 16] + be(port) + [0xff, 0xff, 0, 0, 0, 0, 0, 0]
+        }
+        m[2] = UInt8(m.count >> 8)
+        m[3] = UInt8(m.count & 0xff)
+        try writeAll(fd, m)
+    }
+
     /// Sends BARRIER_REQUEST and waits for its reply; false if an OpenFlow error came back first.
     func barrier() throws -> Bool {
         xid += 1

@@ -136,4 +136,46 @@ struct PersistenceTests {
         }
         #expect(again.terminate())
     }
+
+    @Test(.timeLimit(.minutes(3)))
+    func openFlowGroupsAndRulesAcknowledgedByABarrierSurviveSIGKILL() throws {
+        let directory = try TestEnvironment.temporaryDirectory("groups")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let tokenFile = directory.appendingPathComponent("tokens")
+        let config = try writeTestConfig("""
+            dpdk:
+              eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
+              mbufs: 2048
+            stats_interval: 0
+            api: {listen: "127.0.0.1:0", token_file: "\(tokenFile.path)"}
+            openflow: {listen: "127.0.0.1:0"}
+            bridges:
+              - name: br0
+                ports:
+                  - devargs: "net_null0,no-rx=1"
+                  - devargs: "net_null1,no-rx=1"
+                  - devargs: "net_null2,no-rx=1"
+            """, in: directory)
+        guard let okod = try RunningOkod.start(config: config, tokenFile: tokenFile), let port = okod.openflowPort else {
+            Issue.record("okod or its OpenFlow listener did not start")
+            return
+        }
+        let client = try OpenFlowTestClient(port: port)
+        try client.addGroup(id: 7, outputs: [2, 3])
+        try client.flowMod(command: 0, priority: 40, ipv4Destination: [10, 7, 0, 1], outPort: 3)
+        #expect(try client.barrier())
+        let rule = try okod.request("POST", "/v1/bridges/br0/flows", body: Array("priority=30,in_port=1,actions=group:7".utf8), contentType: "text/plain")
+        #expect(rule.status == 201, "\(rule.body)")
+        // One audit line per OpenFlow change, naming the connection.
+        let audit = okod.child.output.split(separator: "\n").filter { $0.contains("oko.audit") && $0.contains("who=openflow-connection-") }
+        #expect(audit.count == 2 && audit.contains { $0.contains("GROUP_MOD") } && audit.contains { $0.contains("FLOW_MOD") }, "\(audit)")
+        okod.kill9()
+
+        guard let again = try RunningOkod.start(config: config, tokenFile: tokenFile) else { return }
+        #expect(again.child.output.contains("1 groups"), "\(again.child.output.suffix(1500))")
+        let listing = try again.request("GET", "/v1/bridges/br0/flows", accept: "text/plain").body
+        #expect(listing.contains("priority=30,in_port=1 actions=group:7"), "\(listing)")
+        #expect(ruleDestinations(listing).contains("40/10.7.0.1"), "\(listing)")
+        #expect(again.terminate())
+    }
 }
