@@ -12,8 +12,9 @@
 //   before the response leaves. OpenFlow: the agent's `beforeBarrierReply` hook flushes before every
 //   BARRIER_REPLY. A change still in flight when okod dies may be stored or not; nothing that was refused
 //   (4xx, OpenFlow error) changed anything, so it cannot be stored.
-// - Cost: reading a bridge's rules is O(rules); it is skipped for bridges whose snapshot generation did
-//   not move since the last flush (counters do not move it). Ports and programs are always re-read
+// - Cost: a flush copies each changed bridge's rule list (skipped when its snapshot generation did not
+//   move; counters do not move it) and renders only rules that are new or changed (a per-rule cache), so
+//   a one-rule change on a 100,000-rule table is a list copy, hash lookups and one small transaction. Ports and programs are always re-read
 //   (cheap, and their service-side details are written after the bridge publishes).
 // - Records: kind "bridge" (scope "", key name, JSON), "port" (scope bridge, key number, JSON), "program"
 //   (scope bridge, key id, JSON header line + ELF bytes), "group" (scope bridge, key id, JSON with the
@@ -43,6 +44,8 @@ final class Persistence: Sendable {
         var stored: [RecordKey: [UInt8]] = [:]
         /// Per bridge: the generation its rules were last read at and the rule records read then.
         var flowCache: [String: (generation: UInt64, records: [RecordKey: [UInt8]])] = [:]
+        /// Per bridge: each rule's stored text, re-rendered only when the rule's settings change.
+        var renderCache: [String: [RuleIdentity: RenderedRule]] = [:]
     }
 
     let store: ConfigurationStore
@@ -67,8 +70,9 @@ final class Persistence: Sendable {
     /// records written or deleted.
     @discardableResult
     func flush() throws -> Int {
-        try state.withLock { state in
-            var current = try self.currentRecords(flowCache: &state.flowCache)
+        let started = ContinuousClock.now
+        return try state.withLock { state in
+            var current = try self.currentRecords(flowCache: &state.flowCache, renderCache: &state.renderCache)
             current[RecordKey(kind: "meta", scope: "", key: "initialised")] = Array("1".utf8)
             var mutations: [StoreMutation] = []
             for (key, payload) in current where state.stored[key] != payload {
@@ -83,13 +87,56 @@ final class Persistence: Sendable {
                 if key.kind == "program" { mutations.append(.deleteScope(kind: "maps", scope: "\(key.scope)/\(key.key)")) }
             }
             guard !mutations.isEmpty else { return 0 }
+            let compared = ContinuousClock.now
             try store.apply(mutations)
             state.stored = current
+            logger.debug("store: \(mutations.count) changes committed (diff \(compared - started), commit \(ContinuousClock.now - compared))")
             return mutations.count
         }
     }
 
-    private func currentRecords(flowCache: inout [String: (generation: UInt64, records: [RecordKey: [UInt8]])]) throws -> [RecordKey: [UInt8]] {
+    /// A rule's identity in its table, as the datapath holds it.
+    struct RuleIdentity: Hashable {
+        var table: UInt8
+        var priority: UInt16
+        var match: FlowMatch
+    }
+
+    /// What else the stored text of a rule depends on (not counters).
+    struct RuleSettings: Equatable {
+        var instructions: FlowInstructions
+        var cookie: UInt64
+        var idleTimeout: UInt16
+        var hardTimeout: UInt16
+        var sendFlowRemoved: Bool
+        init(_ e: FlowEntry) {
+            instructions = e.instructions
+            cookie = e.cookie
+            idleTimeout = e.idleTimeout
+            hardTimeout = e.hardTimeout
+            sendFlowRemoved = e.sendFlowRemoved
+        }
+    }
+
+    struct RenderedRule {
+        var settings: RuleSettings
+        var key: RecordKey
+        var payload: [UInt8]
+    }
+
+    /// The rule as ovs-ofctl text with the operator's filter_prog id (what a REST listing shows).
+    private func render(_ entry: FlowEntry, settings: RuleSettings, bridge: String) -> RenderedRule {
+        var named = entry
+        if let p = entry.match.filterProgram {
+            named.match.filterProgram = catalogue.operatorProgramID(bridge: bridge, datapathID: p) ?? p
+        }
+        let spec = FlowConversion.spec(named)
+        return RenderedRule(settings: settings, key: RecordKey(kind: "flow", scope: bridge, key: Self.flowKey(spec)),
+                            payload: Array(spec.ofctlText.utf8))
+    }
+
+    private func currentRecords(flowCache: inout [String: (generation: UInt64, records: [RecordKey: [UInt8]])],
+                                renderCache: inout [String: [RuleIdentity: RenderedRule]]) throws -> [RecordKey: [UInt8]] {
         var records: [RecordKey: [UInt8]] = [:]
         let names = service.bridgeNames()
         for name in names {
@@ -115,14 +162,29 @@ final class Persistence: Sendable {
                 records.merge(cached.records) { $1 }
             } else {
                 var flows: [RecordKey: [UInt8]] = [:]
-                for flow in (try? service.flows(bridge: name)) ?? [] {
-                    flows[RecordKey(kind: "flow", scope: name, key: Self.flowKey(flow.spec))] = Array(flow.spec.ofctlText.utf8)
+                var rendered: [RuleIdentity: RenderedRule] = [:]
+                let previous = renderCache[name] ?? [:]
+                for entry in bridge.flows() {
+                    let identity = RuleIdentity(table: entry.table, priority: entry.priority, match: entry.match)
+                    let settings = RuleSettings(entry)
+                    let rule: RenderedRule
+                    if let old = previous[identity], old.settings == settings {
+                        rule = old
+                    } else {
+                        rule = render(entry, settings: settings, bridge: name)
+                    }
+                    rendered[identity] = rule
+                    flows[rule.key] = rule.payload
                 }
+                renderCache[name] = rendered
                 flowCache[name] = (generation, flows)
                 records.merge(flows) { $1 }
             }
         }
-        for name in flowCache.keys where !names.contains(name) { flowCache[name] = nil }
+        for name in flowCache.keys where !names.contains(name) {
+            flowCache[name] = nil
+            renderCache[name] = nil
+        }
         for source in catalogue.sources() where names.contains(source.bridge) {
             var header = Self.json([("section", source.section.map { .string($0) } ?? .null)])
             header.append(UInt8(ascii: "\n"))

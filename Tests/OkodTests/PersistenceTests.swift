@@ -108,7 +108,9 @@ struct PersistenceTests {
         let added = try okod.request("POST", "/v1/bridges/br0/flows", body: Array("priority=2,ip,nw_dst=10.9.0.2,actions=output:1".utf8),
                                      contentType: "text/plain")
         #expect(added.status == 201)
-        // The change produced exactly one audit line, naming who and what.
+        // The change produced exactly one audit line, naming who and what (the log arrives through a pipe).
+        _ = okod.child.waitForOutput(timeout: 5) { $0.contains("oko.audit") }
+        Thread.sleep(forTimeInterval: 0.2)
         let audit = okod.child.output.split(separator: "\n").filter { $0.contains("oko.audit") && $0.contains("/v1/bridges/br0/flows") }
         #expect(audit.count == 1, "audit lines: \(audit)")
         #expect(audit.first.map { $0.contains("who=admin") && $0.contains("method=POST") && $0.contains("status=201") } == true, "\(audit)")
@@ -166,7 +168,8 @@ struct PersistenceTests {
         #expect(try client.barrier())
         let rule = try okod.request("POST", "/v1/bridges/br0/flows", body: Array("priority=30,in_port=1,actions=group:7".utf8), contentType: "text/plain")
         #expect(rule.status == 201, "\(rule.body)")
-        // One audit line per OpenFlow change, naming the connection.
+        // One audit line per OpenFlow change, naming the connection (the log arrives through a pipe).
+        _ = okod.child.waitForOutput(timeout: 5) { $0.contains("GROUP_MOD") && $0.contains("FLOW_MOD") }
         let audit = okod.child.output.split(separator: "\n").filter { $0.contains("oko.audit") && $0.contains("who=openflow-connection-") }
         #expect(audit.count == 2 && audit.contains { $0.contains("GROUP_MOD") } && audit.contains { $0.contains("FLOW_MOD") }, "\(audit)")
         okod.kill9()
