@@ -181,4 +181,21 @@ struct PersistenceTests {
         #expect(ruleDestinations(listing).contains("40/10.7.0.1"), "\(listing)")
         #expect(again.terminate())
     }
+
+    @Test func aDamagedStoreStopsStartUpWithAClearError() throws {
+        let directory = try TestEnvironment.temporaryDirectory("damaged")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = directory.appendingPathComponent("okod.db")
+        try Data(repeating: 0x42, count: 8192).write(to: store)
+        let config = try writeTestConfig("""
+            dpdk:
+              eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
+            api: {listen: "127.0.0.1:0", token_file: "\(directory.path)/tokens"}
+            store: {path: "\(store.path)"}
+            """, in: directory)
+        let okod = try ChildProcess(TestEnvironment.executable("okod"), ["--config", config.path])
+        #expect(okod.waitForExit(timeout: 30) != nil)
+        #expect(okod.process.terminationStatus == 1)
+        #expect(okod.output.contains("store.path: ") && okod.output.contains(store.path), "\(okod.output)")
+    }
 }
