@@ -11,7 +11,8 @@ import NIOPosix
 import Synchronization
 
 /// The running appliance: EAL and mempool, the switch service (bridges, ports, rules) with its DPDK ports,
-/// poll-mode threads on dedicated lcores, and the management API.
+/// poll-mode threads on dedicated lcores, the management API, and the configuration store
+/// (`Persistence`): every acknowledged change is in the store, which wins over the file's bridges.
 ///
 /// Threads: created, started and stopped on the main thread; each poll-mode thread owns one worker lcore;
 /// the API runs on SwiftNIO's event loop; bridge creation through the API restarts the poll-mode threads with
