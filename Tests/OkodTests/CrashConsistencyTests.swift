@@ -1,8 +1,9 @@
 import Foundation
 import Testing
 
-/// kill -9 at random moments during a stream of REST and OpenFlow changes: after each restart every
-/// acknowledged change is present, nothing refused or never sent is, and the store always opens.
+/// kill -9 at random moments during a stream of REST and OpenFlow changes (and now and then during the
+/// restore at start-up): after each restart every acknowledged change is present, nothing refused or
+/// never sent is, and the store always opens.
 ///
 /// Precisely: a REST change is acknowledged by its 2xx response, an OpenFlow FLOW_MOD by the BARRIER_REPLY
 /// that follows it. A change whose request was sent but whose acknowledgement never arrived (in flight at
@@ -58,8 +59,15 @@ struct CrashConsistencyTests {
         let started = Date()
         var round = 0
         var totalAcknowledged = 0
-        // Bounded: at most 6 kills and about two minutes.
-        while round < 6 && Date().timeIntervalSince(started) < 110 {
+        // Bounded: at most 10 kills and about 100 seconds.
+        while round < 10 && Date().timeIntervalSince(started) < 100 {
+            if round % 3 == 2 {
+                // Also kill it while it restores (before it is ready): nothing may be lost by that either.
+                let early = try ChildProcess(TestEnvironment.executable("okod"), ["--config", config.path])
+                Thread.sleep(forTimeInterval: Double.random(in: 0.02...0.4, using: &generator))
+                kill(early.process.processIdentifier, SIGKILL)
+                _ = early.waitForExit(timeout: 10)
+            }
             guard let okod = try RunningOkod.start(config: config, tokenFile: tokenFile) else { return }
             if round > 0 { try verifyAndResolve(model, okod, round: round) }
             round += 1
