@@ -188,6 +188,7 @@ final class Appliance: @unchecked Sendable {
         // A BARRIER_REPLY acknowledges every FLOW_MOD before it: make them durable first.
         let persistence = self.persistence
         agent.setBeforeBarrierReply { try persistence.flush() }
+        do { try persistence.attach(agent: agent, bridge: name) } catch { throw StartupError("\(error)") }
         let audit = Logger(label: "oko.audit")
         let listener = OpenFlowListener(group: openflowGroup) { AuditingAgent(agent: agent, audit: audit) }
         agent.setEventSink { listener.broadcast($0) }

@@ -18,7 +18,8 @@
 //   (cheap, and their service-side details are written after the bridge publishes).
 // - Records: kind "bridge" (scope "", key name, JSON), "port" (scope bridge, key number, JSON), "program"
 //   (scope bridge, key id, JSON header line + ELF bytes), "group" (scope bridge, key id, JSON with the
-//   buckets' actions in ovs-ofctl syntax), "flow" (scope bridge, key table/priority/match,
+//   buckets' actions in ovs-ofctl syntax), "controller" (scope bridge, key "switch_config": what an
+//   OpenFlow controller set with SET_CONFIG), "flow" (scope bridge, key table/priority/match,
 //   ovs-ofctl text with the operator's filter_prog ids), "maps" (scope bridge/program, key map name,
 //   entries; written on request and at clean shutdown only, deleted with their program), "meta".
 // - Restore order: bridges, ports (by number), programs with their map snapshots, groups, rules; then `/readyz` says ready.
@@ -28,6 +29,7 @@ import Logging
 import OkoAPI
 import OkoDatapath
 import OkoHTTP
+import OkoOpenFlow
 import OkoStore
 import OkoSyntax
 import Synchronization
@@ -46,6 +48,8 @@ final class Persistence: Sendable {
         var flowCache: [String: (generation: UInt64, records: [RecordKey: [UInt8]])] = [:]
         /// Per bridge: each rule's stored text, re-rendered only when the rule's settings change.
         var renderCache: [String: [RuleIdentity: RenderedRule]] = [:]
+        /// The OpenFlow agent whose controller-set switch configuration (SET_CONFIG) is stored.
+        var controller: (bridge: String, agent: DatapathAgent)?
     }
 
     let store: ConfigurationStore
@@ -72,7 +76,8 @@ final class Persistence: Sendable {
     func flush() throws -> Int {
         let started = ContinuousClock.now
         return try state.withLock { state in
-            var current = try self.currentRecords(flowCache: &state.flowCache, renderCache: &state.renderCache)
+            var current = try self.currentRecords(flowCache: &state.flowCache, renderCache: &state.renderCache,
+                                                  controller: state.controller)
             current[RecordKey(kind: "meta", scope: "", key: "initialised")] = Array("1".utf8)
             var mutations: [StoreMutation] = []
             for (key, payload) in current where state.stored[key] != payload {
@@ -136,7 +141,8 @@ final class Persistence: Sendable {
     }
 
     private func currentRecords(flowCache: inout [String: (generation: UInt64, records: [RecordKey: [UInt8]])],
-                                renderCache: inout [String: [RuleIdentity: RenderedRule]]) throws -> [RecordKey: [UInt8]] {
+                                renderCache: inout [String: [RuleIdentity: RenderedRule]],
+                                controller: (bridge: String, agent: DatapathAgent)?) throws -> [RecordKey: [UInt8]] {
         var records: [RecordKey: [UInt8]] = [:]
         let names = service.bridgeNames()
         for name in names {
@@ -180,6 +186,12 @@ final class Persistence: Sendable {
                 flowCache[name] = (generation, flows)
                 records.merge(flows) { $1 }
             }
+        }
+        if let (bridge, agent) = controller, names.contains(bridge) {
+            let config = agent.switchConfig()
+            records[RecordKey(kind: "controller", scope: bridge, key: "switch_config")] = Self.json([
+                ("flags", .integer(Int64(config.flags))), ("miss_send_len", .integer(Int64(config.missSendLength))),
+            ])
         }
         for name in flowCache.keys where !names.contains(name) {
             flowCache[name] = nil
@@ -319,12 +331,28 @@ final class Persistence: Sendable {
             }
             // What was just rebuilt is what the store holds: the first flush writes nothing.
             state.stored = [:]
-            for kind in ["bridge", "port", "program", "group", "flow", "meta"] {
+            for kind in ["bridge", "port", "program", "group", "flow", "controller", "meta"] {
                 for record in try store.records(kind: kind) {
                     state.stored[RecordKey(kind: kind, scope: record.scope, key: record.key)] = record.payload
                 }
             }
             return summary
+        }
+    }
+
+    /// Gives the OpenFlow agent of `bridge` its stored switch configuration (SET_CONFIG from a controller)
+    /// and stores that configuration from now on.
+    func attach(agent: DatapathAgent, bridge: String) throws {
+        try state.withLock { state in
+            if let record = try store.record(kind: "controller", scope: bridge, key: "switch_config") {
+                let fields = try Self.object(record)
+                let config = SwitchConfig(flags: UInt16(clamping: fields["flags"]?.unsignedValue ?? 0),
+                                          missSendLength: UInt16(clamping: fields["miss_send_len"]?.unsignedValue ?? 128))
+                do { try agent.setSwitchConfig(config) } catch {
+                    throw StoreError("cannot restore the OpenFlow switch configuration of \(bridge): \(error)")
+                }
+            }
+            state.controller = (bridge, agent)
         }
     }
 

@@ -186,6 +186,25 @@ final class OpenFlowTestClient {
         try writeAll(fd, m)
     }
 
+    /// SET_CONFIG with flags 0 and `missSendLength`.
+    func setConfig(missSendLength: UInt16) throws {
+        xid += 1
+        try writeAll(fd, [4, 9, 0, 12] + be(xid) + [0, 0] + be16(missSendLength))
+    }
+
+    /// GET_CONFIG: the switch's miss_send_len.
+    func missSendLength() throws -> UInt16 {
+        xid += 1
+        let requestXID = xid
+        try writeAll(fd, [4, 7, 0, 8] + be(requestXID))
+        while true {
+            let message = try readMessage()
+            if message[1] == 8, Array(message[4..<8]) == be(requestXID), message.count >= 12 {
+                return UInt16(message[10]) << 8 | UInt16(message[11])
+            }
+        }
+    }
+
     /// Sends BARRIER_REQUEST and waits for its reply; false if an OpenFlow error came back first.
     func barrier() throws -> Bool {
         xid += 1

@@ -140,7 +140,7 @@ struct PersistenceTests {
     }
 
     @Test(.timeLimit(.minutes(3)))
-    func openFlowGroupsAndRulesAcknowledgedByABarrierSurviveSIGKILL() throws {
+    func openFlowGroupsRulesAndSwitchConfigAcknowledgedByABarrierSurviveSIGKILL() throws {
         let directory = try TestEnvironment.temporaryDirectory("groups")
         defer { try? FileManager.default.removeItem(at: directory) }
         let tokenFile = directory.appendingPathComponent("tokens")
@@ -165,6 +165,7 @@ struct PersistenceTests {
         let client = try OpenFlowTestClient(port: port)
         try client.addGroup(id: 7, outputs: [2, 3])
         try client.flowMod(command: 0, priority: 40, ipv4Destination: [10, 7, 0, 1], outPort: 3)
+        try client.setConfig(missSendLength: 200)
         #expect(try client.barrier())
         let rule = try okod.request("POST", "/v1/bridges/br0/flows", body: Array("priority=30,in_port=1,actions=group:7".utf8), contentType: "text/plain")
         #expect(rule.status == 201, "\(rule.body)")
@@ -179,6 +180,10 @@ struct PersistenceTests {
         let listing = try again.request("GET", "/v1/bridges/br0/flows", accept: "text/plain").body
         #expect(listing.contains("priority=30,in_port=1 actions=group:7"), "\(listing)")
         #expect(ruleDestinations(listing).contains("40/10.7.0.1"), "\(listing)")
+        // The controller's SET_CONFIG came back too.
+        if let port = again.openflowPort {
+            #expect(try OpenFlowTestClient(port: port).missSendLength() == 200)
+        }
         #expect(again.terminate())
     }
 
