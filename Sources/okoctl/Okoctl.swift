@@ -16,7 +16,7 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "API bearer token (default: $OKO_TOKEN, else the first admin token of the token file).")
     var token: String?
 
-    @Option(name: .long, help: "Token file to read (default: $OKO_TOKEN_FILE or \(TokenDiscovery.defaultTokenFile)).")
+    @Option(name: .long, help: "Token file to read (default: $OKO_TOKEN_FILE, okod.yaml's api.token_file, or \(TokenDiscovery.defaultTokenFile)).")
     var tokenFile: String?
 
     @Flag(name: .long, help: "Print the API's JSON instead of tables.")
@@ -96,8 +96,9 @@ struct Okoctl: AsyncParsableCommand {
               okoctl snapshot-maps br0 1
               okoctl prog verify rate-limiter.o
 
-            The API token is found by itself: --token, $OKO_TOKEN, --token-file, $OKO_TOKEN_FILE, then
-            okod's default token file /var/lib/oko/api.tokens (first admin token).
+            The API token is found by itself: --token, $OKO_TOKEN, --token-file, $OKO_TOKEN_FILE, the
+            token_file of okod's configuration ($OKO_CONFIG, else /etc/oko/okod.yaml), then okod's default
+            token file /var/lib/oko/api.tokens (first admin token).
 
             Exit codes:
               0 success
