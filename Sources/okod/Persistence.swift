@@ -408,7 +408,9 @@ struct PersistingHandler: HTTPHandler {
         }
         let response = await api.handle(request)
         let mutating = !["GET", "HEAD"].contains(request.method) && !request.path.hasSuffix("/trace")
-        guard mutating, response.status < 400 else { return response }
+        // Map entries are not configuration (snapshots save them): a map update needs no commit.
+        let mapEntries = Self.isMapEntriesPath(request.path)
+        guard mutating, !mapEntries, response.status < 400 else { return response }
         do {
             try persistence.flush()
         } catch {
@@ -416,6 +418,12 @@ struct PersistingHandler: HTTPHandler {
             return Self.problem(503, "the change was applied but could not be saved to the store: \(error)", instance: request.path)
         }
         return response
+    }
+
+    /// `/v1/bridges/{b}/programs/{id}/maps/{map}`: a map's entries.
+    static func isMapEntriesPath(_ path: String) -> Bool {
+        let parts = path.split(separator: "/")
+        return parts.count == 7 && parts[0] == "v1" && parts[1] == "bridges" && parts[3] == "programs" && parts[5] == "maps"
     }
 
     /// `/v1/bridges/{b}/programs/{id}/maps/snapshot` -> (b, id).

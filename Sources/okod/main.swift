@@ -49,9 +49,18 @@ struct Okod: ParsableCommand {
         let logger = Logger(label: "okod")
         do {
             let appliance = try Appliance(configuration: configuration, logger: logger)
-            try appliance.start()
+            do {
+                try appliance.start()
+            } catch {
+                // Poll-mode threads may already run: stop them (and the ports) before the EAL goes.
+                logger.critical("start-up failed: \(error)")
+                appliance.stop()
+                throw ExitCode(1)
+            }
             installSignalHandlers(appliance: appliance, logger: logger)
             dispatchMain()
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             logger.critical("start-up failed: \(error)")
             EAL.cleanup()

@@ -51,6 +51,7 @@ struct OkoctlEndToEndTests {
               mbufs: 2048
             stats_interval: 0
             api: {listen: "127.0.0.1:0", token_file: "\(tokenFile.path)"}
+            openflow: {listen: "127.0.0.1:0"}
             bridges:
               - name: br0
                 ports:

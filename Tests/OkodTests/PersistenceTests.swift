@@ -31,6 +31,7 @@ struct PersistenceTests {
               mbufs: 4096
             stats_interval: 0
             api: {listen: "127.0.0.1:0", token_file: "\(tokenFile.path)"}
+            openflow: {listen: "127.0.0.1:0"}
             bridges:
               - name: br0
                 ports:
@@ -94,6 +95,7 @@ struct PersistenceTests {
                   mbufs: 2048
                 stats_interval: 0
                 api: {listen: "127.0.0.1:0", token_file: "\(tokenFile.path)"}
+                openflow: {listen: "127.0.0.1:0"}
                 bridges:
                   - name: br0
                     ports:
@@ -196,11 +198,53 @@ struct PersistenceTests {
             dpdk:
               eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
             api: {listen: "127.0.0.1:0", token_file: "\(directory.path)/tokens"}
+            openflow: {listen: "127.0.0.1:0"}
             store: {path: "\(store.path)"}
             """, in: directory)
         let okod = try ChildProcess(TestEnvironment.executable("okod"), ["--config", config.path])
         #expect(okod.waitForExit(timeout: 30) != nil)
         #expect(okod.process.terminationStatus == 1)
         #expect(okod.output.contains("store.path: ") && okod.output.contains(store.path), "\(okod.output)")
+    }
+
+    /// A failure late in start-up (OpenFlow address taken, after the store was restored and the poll-mode
+    /// threads started) stops okod promptly with exit code 1, and the store still opens afterwards.
+    @Test func aLateStartUpFailureExitsPromptlyAndLeavesTheStoreUsable() throws {
+        let directory = try TestEnvironment.temporaryDirectory("late")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        #expect(bound)
+        let taken = Int(UInt16(bigEndian: address.sin_port))
+        let tokenFile = directory.appendingPathComponent("tokens")
+        func config(openflow: String) throws -> URL {
+            try writeTestConfig("""
+                dpdk:
+                  eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
+                  mbufs: 2048
+                api: {listen: "127.0.0.1:0", token_file: "\(tokenFile.path)"}
+                openflow: {listen: "\(openflow)"}
+                bridges:
+                  - name: br0
+                    ports: [{devargs: "net_null0,no-rx=1"}]
+                    flows: ["priority=1,actions=drop"]
+                """, in: directory)
+        }
+        let okod = try ChildProcess(TestEnvironment.executable("okod"), ["--config", try config(openflow: "127.0.0.1:\(taken)").path])
+        let elapsed = okod.waitForExit(timeout: 20)
+        #expect(elapsed != nil && elapsed! < 15, "okod must exit after a start-up failure: \(okod.output.suffix(1500))")
+        #expect(okod.process.terminationStatus == 1)
+        #expect(okod.output.contains("start-up failed: OpenFlow listener on 127.0.0.1:\(taken)"), "\(okod.output.suffix(1500))")
+        guard let again = try RunningOkod.start(config: try config(openflow: "127.0.0.1:0"), tokenFile: tokenFile) else { return }
+        let listing = try again.request("GET", "/v1/bridges/br0/flows", accept: "text/plain")
+        #expect(listing.body.contains("priority=1 actions=drop"), "\(listing.body)")
+        #expect(again.terminate())
     }
 }
