@@ -111,6 +111,7 @@ let package = Package(
             name: "okod",
             dependencies: [
                 "OkoDatapath", "OkoDPDK", "OkoAPI", "OkoHTTP", "OkoSyntax", "OkoOpenFlow", "OkoLoader", "OkoMaps",
+                "OkoStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

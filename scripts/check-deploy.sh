@@ -37,3 +37,17 @@ missing = sorted(used - documented)
 assert not missing, f"metrics used by deploy/ but not documented in README.md: {missing}"
 print(f"deploy: {len(docs)} manifests, {len(exprs)} dashboard queries, {len(used)} metrics checked")
 PY
+
+# deploy/okod.yaml documents every option: each key okod's parser accepts appears in it.
+python3 - "$root" <<'PY'
+import re, sys
+root = sys.argv[1]
+source = open(f"{root}/Sources/okod/Configuration.swift").read()
+keys = set()
+for allowed in re.findall(r"finish\(allowed: \[(.*?)\]\)", source, re.S):
+    keys |= set(re.findall(r'"([a-z_]+)"', allowed))
+example = open(f"{root}/deploy/okod.yaml").read()
+missing = sorted(k for k in keys if not re.search(rf"(^|[\s{{,-]){k}:", example, re.M))
+assert not missing, f"deploy/okod.yaml does not show these options: {missing}"
+print(f"deploy/okod.yaml shows all {len(keys)} configuration keys")
+PY

@@ -158,7 +158,7 @@ public final class ManagementAPI: HTTPHandler {
         do throws(APIProblem) {
             if let accepts = route.accepts {
                 guard request.body.count <= maxBodyBytes else {
-                    throw APIProblem(413, "request body of \(request.body.count) bytes exceeds the limit of \(maxBodyBytes) bytes")
+                    throw APIProblem(413, "request body of \(request.body.count) bytes exceeds the limit of \(maxBodyBytes) bytes (limits.max_request_body_bytes)")
                 }
                 guard !request.body.isEmpty else { throw APIProblem(400, "this call needs a request body (\(accepts.joined(separator: " or ")))") }
                 let type = (request.headers["content-type"] ?? "").split(separator: ";").first.map {

@@ -27,14 +27,43 @@ public final class LoadedProgramCatalogue: ProgramCatalogue {
         let program: OkoLoader.FilterProgram
         let attached: OkoDatapath.FilterProgram
         let loadedAt: Date
+        /// The ELF object and section as loaded, so okod can store and reload the program.
+        var objectBytes: [UInt8] = []
+        var section: String? = nil
     }
+
+    /// Operator limits checked before a load changes anything (okod's `limits:` section).
+    public struct Limits: Sendable {
+        public var maxObjectBytes: Int = 16 << 20
+        public var maxInstructions: Int = 1_000_000
+        public var maxProgramsPerBridge: Int = 1024
+        /// Key and value bytes all maps of all programs may hold (max_entries x (key + value)).
+        public var maxMapMemoryBytes: UInt64 = 1 << 30
+        public init() {}
+    }
+
+    /// A loaded program as okod persists it.
+    public struct ProgramSource: Sendable, Equatable {
+        public var bridge: String
+        public var id: UInt32
+        public var objectBytes: [UInt8]
+        public var section: String?
+        public init(bridge: String, id: UInt32, objectBytes: [UInt8], section: String?) {
+            self.bridge = bridge
+            self.id = id
+            self.objectBytes = objectBytes
+            self.section = section
+        }
+    }
+
+    public let limits: Limits
 
     /// Bridge name -> operator id -> loaded program.
     private let state = Mutex<[String: [UInt32: Entry]]>([:])
     /// Serializes loads and unloads, so two PUTs of one id cannot both detach or both attach.
     private let changes = Mutex<Void>(())
 
-    public init() {}
+    public init(limits: Limits = Limits()) { self.limits = limits }
 
     public func programCount(bridge: String) -> Int { state.withLock { $0[bridge]?.count ?? 0 } }
 
@@ -57,6 +86,9 @@ public final class LoadedProgramCatalogue: ProgramCatalogue {
     }
 
     private func loadLocked(bridgeName: String, bridge: Bridge, id: UInt32, object: [UInt8], section: String?, keepMaps: Bool) throws(APIProblem) -> Bool {
+        guard object.count <= limits.maxObjectBytes else {
+            throw APIProblem(413, "limits.max_elf_bytes: the object has \(object.count) bytes; the limit is \(limits.maxObjectBytes)")
+        }
         let program: OkoLoader.FilterProgram
         do {
             program = try OkoLoader.FilterProgram(objectBytes: object, program: section)
@@ -72,6 +104,7 @@ public final class LoadedProgramCatalogue: ProgramCatalogue {
             }
         }
         let old = entry(bridge: bridgeName, id: id)
+        try checkLimits(program, bridge: bridgeName, replacing: old == nil ? nil : id)
         if let old {
             do { try bridge.detachProgram(old.datapathID) } catch {
                 throw APIProblem(409, "program \(id) is used by rules; delete or change them before replacing it")
@@ -88,8 +121,61 @@ public final class LoadedProgramCatalogue: ProgramCatalogue {
         }
         let datapathProgram = OkoDatapath.FilterProgram(name: program.name, entry: program.entry, owner: program)
         let datapathID = bridge.attachProgram(datapathProgram)
-        state.withLock { $0[bridgeName, default: [:]][id] = Entry(id: id, datapathID: datapathID, program: program, attached: datapathProgram, loadedAt: Date()) }
+        state.withLock { $0[bridgeName, default: [:]][id] = Entry(id: id, datapathID: datapathID, program: program, attached: datapathProgram, loadedAt: Date(),
+                                                                 objectBytes: object, section: section) }
         return old == nil
+    }
+
+    /// Map memory a program reserves: what `oko_map_memory_bytes` reports.
+    private static func mapMemory(_ program: OkoLoader.FilterProgram) -> UInt64 {
+        program.maps.reduce(0) { $0 + UInt64($1.spec.maxEntries) * UInt64($1.spec.keySize + $1.spec.valueSize) }
+    }
+
+    private func checkLimits(_ program: OkoLoader.FilterProgram, bridge: String, replacing: UInt32?) throws(APIProblem) {
+        guard program.instructionCount <= limits.maxInstructions else {
+            throw APIProblem(422, "limits.max_instructions: the program has \(program.instructionCount) instructions; the limit is \(limits.maxInstructions)")
+        }
+        let all = state.withLock { $0 }
+        let onBridge = all[bridge]?.count ?? 0
+        if replacing == nil, onBridge >= limits.maxProgramsPerBridge {
+            throw APIProblem(422, "limits.max_programs_per_bridge: bridge \(bridge) already has \(onBridge) programs; the limit is \(limits.maxProgramsPerBridge)")
+        }
+        var used: UInt64 = 0
+        for (name, programs) in all {
+            for (id, e) in programs where !(name == bridge && id == replacing) { used += Self.mapMemory(e.program) }
+        }
+        let wanted = Self.mapMemory(program)
+        guard used + wanted <= limits.maxMapMemoryBytes else {
+            throw APIProblem(422, "limits.max_map_memory_bytes: the program's maps need \(wanted) bytes, \(used) are in use; the limit is \(limits.maxMapMemoryBytes)")
+        }
+    }
+
+    // MARK: persistence (okod)
+
+    /// Every loaded program with the bytes it was loaded from, by bridge then id.
+    public func sources() -> [ProgramSource] {
+        let all = state.withLock { $0 }
+        return all.keys.sorted().flatMap { bridge in
+            all[bridge]!.values.sorted { $0.id < $1.id }.map {
+                ProgramSource(bridge: bridge, id: $0.id, objectBytes: $0.objectBytes, section: $0.section)
+            }
+        }
+    }
+
+    /// Loads a stored program again at start-up (same checks as a REST load).
+    public func restore(_ source: ProgramSource, bridge: Bridge) throws {
+        do {
+            _ = try load(bridgeName: source.bridge, bridge: bridge, id: source.id, object: source.objectBytes,
+                         section: source.section, keepMaps: false)
+        } catch {
+            throw SwitchError.unprocessable("program \(source.id) on bridge \(source.bridge): \(error.detail)")
+        }
+    }
+
+    /// The maps of program `id` on `bridge` by name (nil: no such program), for snapshots.
+    public func maps(bridge: String, id: UInt32) -> [(name: String, map: LoadedMap)]? {
+        guard let e = entry(bridge: bridge, id: id) else { return nil }
+        return e.program.maps.map { ($0.spec.name, $0) }
     }
 
     func unload(bridgeName: String, bridge: Bridge, id: UInt32) throws(APIProblem) {

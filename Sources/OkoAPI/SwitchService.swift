@@ -110,6 +110,8 @@ public final class SwitchService: Sendable {
     public let programs: (any ProgramCatalogue)?
     private let pmds = Mutex<[PMDThread]>([])
     public let ready = Atomic<Bool>(true)
+    /// Rules one table may hold (okod's `limits.max_rules_per_table`); a bulk add beyond it changes nothing.
+    public let maxRulesPerTable = Atomic<Int>(Int.max)
     private let bridgesChanged = Mutex<(@Sendable ([Bridge]) -> Void)?>(nil)
 
     /// Called (outside the service's lock) with every bridge after one is created or deleted: okod uses it
@@ -259,6 +261,7 @@ public final class SwitchService: Sendable {
         }
         return try r.changeLock.withLock { _ throws(SwitchError) -> [FlowRecord] in
             let before = r.bridge.flows()
+            try checkRuleLimit(converted.map { RuleKey(table: $0.0.table, priority: $0.0.priority, match: $0.1) }, existing: before)
             var added: [RuleKey] = []
             for (index, (spec, match, instructions)) in converted.enumerated() {
                 do {
@@ -287,6 +290,24 @@ public final class SwitchService: Sendable {
                 entries.first { $0.table == key.table && $0.priority == key.priority && $0.match == key.match }
                     .map { self.record(for: $0, in: r) }
             }
+        }
+    }
+
+    /// Refuses a batch that would leave a table with more than `maxRulesPerTable` rules (replacements
+    /// of existing rules do not count).
+    private func checkRuleLimit(_ keys: [RuleKey], existing: [FlowEntry]) throws(SwitchError) {
+        let limit = maxRulesPerTable.load(ordering: .relaxed)
+        guard limit != Int.max else { return }
+        let present = Set(existing.map { RuleKey(table: $0.table, priority: $0.priority, match: $0.match) })
+        var counts: [UInt8: Int] = [:]
+        for entry in existing { counts[entry.table, default: 0] += 1 }
+        var grown = Set<UInt8>()
+        for key in Set(keys) where !present.contains(key) {
+            counts[key.table, default: 0] += 1
+            grown.insert(key.table)
+        }
+        for (table, count) in counts.sorted(by: { $0.key < $1.key }) where count > limit && grown.contains(table) {
+            throw .unprocessable("limits.max_rules_per_table: table \(table) would hold \(count) rules; the limit is \(limit)")
         }
     }
 
@@ -399,6 +420,58 @@ public final class SwitchService: Sendable {
                                            outPort: outPort ?? OFPort.any)
         pruneIDs(r)
         return removed.count
+    }
+
+    // MARK: groups (okod's store; groups are set over OpenFlow)
+
+    /// A group with each bucket's actions in ovs-ofctl action syntax (`output:2,dec_ttl`, `drop`).
+    public struct GroupText: Sendable, Equatable {
+        public var id: UInt32
+        public var type: String
+        public var buckets: [(weight: UInt16, actions: String)]
+        public init(id: UInt32, type: String, buckets: [(weight: UInt16, actions: String)]) {
+            self.id = id
+            self.type = type
+            self.buckets = buckets
+        }
+        public static func == (a: GroupText, b: GroupText) -> Bool {
+            a.id == b.id && a.type == b.type && a.buckets.map(\.weight) == b.buckets.map(\.weight)
+                && a.buckets.map(\.actions) == b.buckets.map(\.actions)
+        }
+    }
+
+    public func groups(bridge name: String) throws(SwitchError) -> [GroupText] {
+        let groups = try record(name).bridge.groups()
+        return groups.keys.sorted().map { id in
+            let g = groups[id]!
+            let type = switch g.type { case .all: "all"; case .select: "select"; case .indirect: "indirect" }
+            return GroupText(id: id, type: type, buckets: g.buckets.map { bucket in
+                var spec = FlowSpec()
+                spec.instructions = [.applyActions(bucket.actions.map(FlowConversion.action))]
+                let text = spec.ofctlText
+                return (bucket.weight, String(text[text.range(of: " actions=")!.upperBound...]))
+            })
+        }
+    }
+
+    public func setGroup(bridge name: String, _ group: GroupText) throws(SwitchError) {
+        let type: GroupType
+        switch group.type {
+        case "all": type = .all
+        case "select": type = .select
+        case "indirect": type = .indirect
+        default: throw .invalid("group \(group.id): unknown type '\(group.type)'")
+        }
+        var buckets: [GroupBucket] = []
+        for bucket in group.buckets {
+            do {
+                let spec = try FlowSpec(ofctlText: "priority=0 actions=" + bucket.actions)
+                buckets.append(GroupBucket(weight: bucket.weight, actions: try FlowConversion.instructions(spec).applyActions ?? []))
+            } catch { throw .unprocessable("group \(group.id): actions '\(bucket.actions)': \(error)") }
+        }
+        do { try record(name).bridge.setGroup(group.id, GroupDescription(type: type, buckets: buckets)) } catch {
+            throw .unprocessable("group \(group.id): \(error)")
+        }
     }
 
     public func trace(bridge name: String, bytes: [UInt8], inPort: UInt32) throws(SwitchError) -> TraceReport {

@@ -65,10 +65,22 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
         var sink: SwitchEventSink?
         var catalogue: FilterProgramCatalogue?
         var lastExpiryScan: Double = -.infinity
+        var beforeBarrierReply: (@Sendable () throws -> Void)?
     }
     /// Shortest time between two flow-expiry scans in `pollEvents` (seconds).
     static let expiryScanInterval = 0.1
     private let state = Mutex(State())
+
+    /// Runs before every BARRIER_REPLY (okod: commit the configuration store, so a barrier reply means
+    /// every earlier FLOW_MOD is durable). A throw becomes an OFPT_ERROR instead of the reply.
+    public func setBeforeBarrierReply(_ hook: (@Sendable () throws -> Void)?) { state.withLock { $0.beforeBarrierReply = hook } }
+
+    public func barrier() throws(OpenFlowError) {
+        guard let hook = state.withLock({ $0.beforeBarrierReply }) else { return }
+        do { try hook() } catch {
+            throw OpenFlowError(.badRequest, BadRequestCode.eperm, "changes before this barrier were not saved: \(error)")
+        }
+    }
 
     public init(bridge: Bridge, datapathID: UInt64, maxEntriesPerTable: Int = 1_000_000,
                 catalogue: FilterProgramCatalogue? = nil) {

@@ -25,6 +25,13 @@ public protocol SwitchAgent: AnyObject {
     func multipart(_ request: MultipartRequest.Body) throws(OpenFlowError) -> MultipartReply.Body
     /// Handles an Oko extension message; returns the messages to send back (e.g. DUMP_MAP_REPLY).
     func handle(_ message: OkoMessage) throws(OpenFlowError) -> [OkoMessage]
+    /// Called before a BARRIER_REPLY is sent: everything before the barrier must be durable by then
+    /// (okod stores the configuration here); an error is sent instead of the reply.
+    func barrier() throws(OpenFlowError)
+}
+
+extension SwitchAgent {
+    public func barrier() throws(OpenFlowError) {}
 }
 
 /// Controller roles shared by all connections of one switch (OpenFlow 1.3 section 6.3.7): at most one
@@ -359,6 +366,7 @@ public final class OpenFlowSession {
                 send(.multipartReply(fragment), xid: xid, version: version, into: &output)
             }
         case .barrierRequest:
+            try agent.barrier()
             send(.barrierReply, xid: xid, version: version, into: &output)
         case .roleRequest(let request):
             send(.roleReply(try roles.request(connectionID, request)), xid: xid, version: version, into: &output)

@@ -17,7 +17,7 @@ import GRDB
 
 public struct StoreError: Error, CustomStringConvertible, Sendable {
     public let description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// A stored record.

@@ -98,18 +98,33 @@ final class APIClient: Sendable {
     }
 }
 
-/// Finds an API token: `--token`, `$OKO_TOKEN`, `--token-file`, `$OKO_TOKEN_FILE`, then okod's default file.
+/// Finds an API token: `--token`, `$OKO_TOKEN`, `--token-file`, `$OKO_TOKEN_FILE`, the `api.token_file` of
+/// okod's configuration (`$OKO_CONFIG`, else /etc/oko/okod.yaml), then okod's default file.
 enum TokenDiscovery {
     static let defaultTokenFile = "/var/lib/oko/api.tokens"
+    static let defaultConfiguration = "/etc/oko/okod.yaml"
 
     static func find(token: String?, tokenFile: String?) -> String? {
         if let token, !token.isEmpty { return token }
         let environment = ProcessInfo.processInfo.environment
         if let token = environment["OKO_TOKEN"], !token.isEmpty { return token }
-        let path = tokenFile ?? environment["OKO_TOKEN_FILE"] ?? defaultTokenFile
+        let configured = environment["OKO_TOKEN_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        let path = tokenFile ?? configured ?? tokenFileOfConfiguration(environment["OKO_CONFIG"] ?? defaultConfiguration) ?? defaultTokenFile
         guard let text = try? String(contentsOfFile: path, encoding: .utf8),
             let tokens = try? AccessControl.parse(tokenFile: text, path: path)
         else { return nil }
         return (tokens.first { $0.scope == .admin } ?? tokens.first)?.secret
+    }
+
+    /// The `token_file:` okod's configuration names (with `${config_dir}` resolved), if any. A line scan,
+    /// not a YAML parser: okoctl only needs this one value.
+    static func tokenFileOfConfiguration(_ path: String) -> String? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let match = text.range(of: #"token_file:\s*"?[^"\s,}]+"#, options: .regularExpression)
+        else { return nil }
+        var value = text[match].dropFirst("token_file:".count).trimmingCharacters(in: .whitespaces)
+        if value.hasPrefix("\"") { value.removeFirst() }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().standardizedFileURL.path
+        return value.replacingOccurrences(of: "${config_dir}", with: directory)
     }
 }

@@ -16,7 +16,7 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "API bearer token (default: $OKO_TOKEN, else the first admin token of the token file).")
     var token: String?
 
-    @Option(name: .long, help: "Token file to read (default: $OKO_TOKEN_FILE or \(TokenDiscovery.defaultTokenFile)).")
+    @Option(name: .long, help: "Token file to read (default: $OKO_TOKEN_FILE, okod.yaml's api.token_file, or \(TokenDiscovery.defaultTokenFile)).")
     var tokenFile: String?
 
     @Flag(name: .long, help: "Print the API's JSON instead of tables.")
@@ -93,12 +93,26 @@ struct Okoctl: AsyncParsableCommand {
               okoctl add-flow br0 "priority=1,in_port=1,filter_prog=1,actions=output:2"
               okoctl dump-flows br0
               okoctl dump-map br0 1 rate_limits
+              okoctl snapshot-maps br0 1
               okoctl prog verify rate-limiter.o
+
+            The API token is found by itself: --token, $OKO_TOKEN, --token-file, $OKO_TOKEN_FILE, the
+            token_file of okod's configuration ($OKO_CONFIG, else /etc/oko/okod.yaml), then okod's default
+            token file /var/lib/oko/api.tokens (first admin token).
+
+            Exit codes:
+              0 success
+              1 refused by okod (4xx: bad rule, unknown bridge, limit exceeded, ...)
+              2 usage error (bad arguments or rule syntax; nothing was sent)
+              3 okod unreachable
+              4 okod failed (5xx)
+              5 local failure (file unreadable, program refused offline)
             """,
         subcommands: [
             Show.self, AddBridge.self, DeleteBridge.self, AddPort.self, DeletePort.self, DumpPorts.self,
             DumpFlows.self, AddFlow.self, AddFlows.self, ModifyFlows.self, DeleteFlows.self,
-            LoadFilterProgram.self, DumpMap.self, UpdateMap.self, Trace.self, Prog.self, OpenFlowCommands.self,
+            LoadFilterProgram.self, DumpMap.self, UpdateMap.self, SnapshotMaps.self, Trace.self, Prog.self,
+            OpenFlowCommands.self,
         ])
 }
 
@@ -399,6 +413,22 @@ struct UpdateMap: AsyncParsableCommand {
             let body = JSONValue.object([("entries", .array([.object([("key", .string(key)), ("value", .string(value))])]))])
             _ = try await connection.client().send("PUT", "/v1/bridges/\(bridge)/programs/\(program)/maps/\(map)", body: Data(body.text.utf8))
             print("entry updated")
+        }
+    }
+}
+
+struct SnapshotMaps: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot-maps", abstract: "Save a program's map contents in okod's store (restored when okod starts).")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Bridge name.") var bridge: String
+    @Argument(help: "Program id.") var program: UInt16
+
+    func run() async throws {
+        try await perform {
+            let response = try await connection.client().send("POST", "/v1/bridges/\(bridge)/programs/\(program)/maps/snapshot")
+            if connection.json { return printJSON(response) }
+            print("\(describe(response.json?["entries"])) entries of \(describe(response.json?["maps"])) maps saved")
         }
     }
 }

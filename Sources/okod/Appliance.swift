@@ -6,11 +6,13 @@ import OkoDPDK
 import OkoDatapath
 import OkoHTTP
 import OkoOpenFlow
+import OkoStore
 import NIOPosix
 import Synchronization
 
 /// The running appliance: EAL and mempool, the switch service (bridges, ports, rules) with its DPDK ports,
-/// poll-mode threads on dedicated lcores, and the management API.
+/// poll-mode threads on dedicated lcores, the management API, and the configuration store
+/// (`Persistence`): every acknowledged change is in the store, which wins over the file's bridges.
 ///
 /// Threads: created, started and stopped on the main thread; each poll-mode thread owns one worker lcore;
 /// the API runs on SwiftNIO's event loop; bridge creation through the API restarts the poll-mode threads with
@@ -22,7 +24,7 @@ final class Appliance: @unchecked Sendable {
     private let portFactory: DPDKPortFactory
     private let scheduler: PMDScheduler
     private let server: HTTPServer
-    private let programs = LoadedProgramCatalogue()
+    private let programs: LoadedProgramCatalogue
     private let openflowListen: (host: String, port: Int)
     private let openflowBridge: String?
     private let openflowControllers: [(host: String, port: Int)]
@@ -32,6 +34,9 @@ final class Appliance: @unchecked Sendable {
     private var statsTimer: DispatchSourceTimer?
     private var lastSnapshot: [String: PortStatistics] = [:]
     private var lastSnapshotTime = DispatchTime.now()
+    private let persistence: Persistence
+    private let limits: Configuration.Limits
+    private let snapshotMapsOnShutdown: Bool
 
     init(configuration: Configuration, logger: Logger) throws {
         self.logger = logger
@@ -55,10 +60,58 @@ final class Appliance: @unchecked Sendable {
         pool = try PacketPool(name: "oko_mbufs", count: configuration.mbufs)
         portFactory = DPDKPortFactory(pool: pool, transmitQueues: cores.count)
         let pool = self.pool
-        service = SwitchService(
-            portFactory: portFactory, programs: programs, buffers: { DPDKPacketBuffers(pool: pool) })
+        let catalogue = LoadedProgramCatalogue(limits: Self.programLimits(configuration.limits))
+        programs = catalogue
+        service = SwitchService(portFactory: portFactory, programs: catalogue, buffers: { DPDKPacketBuffers(pool: pool) })
+        service.ready.store(false, ordering: .releasing)
+        service.maxRulesPerTable.store(configuration.limits.maxRulesPerTable, ordering: .relaxed)
+        limits = configuration.limits
+        snapshotMapsOnShutdown = configuration.snapshotMapsOnShutdown
         scheduler = PMDScheduler(cores: cores, service: service, logger: logger)
 
+        // The store wins over the configuration file: its bridges, ports and rules only seed an empty store.
+        let storePath = configuration.resolvedStorePath
+        let store: ConfigurationStore
+        do { store = try ConfigurationStore(path: storePath) } catch { throw StartupError("store.path: \(error)") }
+        persistence = Persistence(store: store, service: service, catalogue: catalogue, logger: logger)
+        if try persistence.isEmpty {
+            try Self.seed(service: service, from: configuration, logger: logger)
+            try persistence.flush()
+            logger.notice("store \(storePath) created from the configuration file")
+        } else {
+            let summary: Persistence.RestoreSummary
+            do { summary = try persistence.restore() } catch { throw StartupError("restoring from store \(storePath): \(error)") }
+            logger.notice("restored from store \(storePath): \(summary)")
+            if !configuration.bridges.isEmpty {
+                logger.info("the configuration file's bridges, ports and flows are ignored: the store (revision \((try? store.revision) ?? 0)) holds the configuration")
+            }
+        }
+
+        openflowListen = try Self.split(listen: configuration.openflowListen, key: "openflow.listen")
+        openflowBridge = configuration.openflowBridge ?? service.bridgeNames().first
+        openflowControllers = configuration.openflowControllers
+        openflowReconnectMaxSeconds = configuration.openflowReconnectMaxSeconds
+        if let name = configuration.openflowBridge, !service.bridgeNames().contains(name) {
+            throw ConfigurationError("openflow.bridge", "no bridge is named '\(name)'")
+        }
+        let (host, port) = try Self.split(listen: configuration.apiListen, key: "api.listen")
+        let tokens = try AccessControl.loadOrCreate(path: configuration.apiTokenFile)
+        logger.notice("API tokens: \(configuration.apiTokenFile)\(tokens.created ? " (created with a new admin token)" : "")")
+        let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
+        let api = ManagementAPI(
+            service: service, access: AccessControl(tokens: tokens.tokens, requireTokenForReads: !loopback),
+            maxBodyBytes: configuration.limits.maxRequestBodyBytes, logger: Logger(label: "oko.audit"))
+        var httpConfiguration = HTTPServerConfiguration(host: host, port: port)
+        httpConfiguration.logger = Logger(label: "oko.http")
+        // Above the API's own limit, so an oversize body is answered by the API with a problem document.
+        httpConfiguration.maxBodyBytes = configuration.limits.maxRequestBodyBytes + (64 << 10)
+        server = HTTPServer(
+            configuration: httpConfiguration,
+            handler: PersistingHandler(api: api, persistence: persistence, audit: Logger(label: "oko.audit")))
+    }
+
+    /// Bridges, ports and rules of the configuration file (only into an empty store).
+    private static func seed(service: SwitchService, from configuration: Configuration, logger: Logger) throws {
         for (bridgeIndex, bridge) in configuration.bridges.enumerated() {
             try service.createBridge(name: bridge.name)
             for (portIndex, port) in bridge.ports.enumerated() {
@@ -78,24 +131,15 @@ final class Appliance: @unchecked Sendable {
                 logger.info("bridge \(bridge.name): \(bridge.flows.count) rules from the configuration")
             }
         }
+    }
 
-        openflowListen = try Self.split(listen: configuration.openflowListen, key: "openflow.listen")
-        openflowBridge = configuration.openflowBridge ?? configuration.bridges.first?.name
-        openflowControllers = configuration.openflowControllers
-        openflowReconnectMaxSeconds = configuration.openflowReconnectMaxSeconds
-        if let name = configuration.openflowBridge, !configuration.bridges.contains(where: { $0.name == name }) {
-            throw ConfigurationError("openflow.bridge", "no configured bridge is named '\(name)'")
-        }
-        let (host, port) = try Self.split(listen: configuration.apiListen, key: "api.listen")
-        let tokens = try AccessControl.loadOrCreate(path: configuration.apiTokenFile)
-        logger.notice("API tokens: \(configuration.apiTokenFile)\(tokens.created ? " (created with a new admin token)" : "")")
-        let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
-        let api = ManagementAPI(
-            service: service, access: AccessControl(tokens: tokens.tokens, requireTokenForReads: !loopback),
-            logger: Logger(label: "oko.api"))
-        var httpConfiguration = HTTPServerConfiguration(host: host, port: port)
-        httpConfiguration.logger = Logger(label: "oko.http")
-        server = HTTPServer(configuration: httpConfiguration, handler: api)
+    private static func programLimits(_ limits: Configuration.Limits) -> LoadedProgramCatalogue.Limits {
+        var l = LoadedProgramCatalogue.Limits()
+        l.maxObjectBytes = limits.maxELFBytes
+        l.maxInstructions = limits.maxInstructions
+        l.maxProgramsPerBridge = limits.maxProgramsPerBridge
+        l.maxMapMemoryBytes = limits.maxMapMemoryBytes
+        return l
     }
 
     struct StartupError: Error, CustomStringConvertible {
@@ -134,6 +178,7 @@ final class Appliance: @unchecked Sendable {
             timer.resume()
             statsTimer = timer
         }
+        service.ready.store(true, ordering: .releasing)
         logger.notice("okod ready")
     }
 
@@ -143,10 +188,16 @@ final class Appliance: @unchecked Sendable {
         guard let name = openflowBridge, let bridge = try? service.bridge(named: name),
             let summary = try? service.summary(name)
         else { return }
+        let audit = Logger(label: "oko.audit")
         let endpoint = OpenFlowEndpoint(bridge: bridge, bridgeName: name, datapathID: summary.datapathID,
-                                        catalogue: programs, controllers: openflowControllers,
+                                        catalogue: programs, maxEntriesPerTable: limits.maxRulesPerTable,
+                                        controllers: openflowControllers,
                                         reconnectMaxSeconds: openflowReconnectMaxSeconds,
-                                        logger: logger)
+                                        logger: logger) { AuditingAgent(agent: $0, audit: audit) }
+        // A BARRIER_REPLY acknowledges every FLOW_MOD before it: make them durable first.
+        let persistence = self.persistence
+        endpoint.agent.setBeforeBarrierReply { try persistence.flush() }
+        do { try persistence.attach(agent: endpoint.agent, bridge: name) } catch { throw StartupError("\(error)") }
         let (host, port) = openflowListen
         do {
             let bound = try waitFor { try await endpoint.start(host: host, port: port) }
@@ -182,6 +233,16 @@ final class Appliance: @unchecked Sendable {
         statsTimer?.cancel()
         let server = self.server
         _ = try? waitFor(timeout: 0.5) { await server.shutdown(gracePeriod: .milliseconds(300)) }
+        // No more API changes: save what is not saved yet, and the maps' contents (they die with us).
+        do {
+            try persistence.flush()
+            if snapshotMapsOnShutdown {
+                let saved = try persistence.snapshotMaps()
+                if saved.maps > 0 { logger.info("saved \(saved.entries) entries of \(saved.maps) maps to the store") }
+            }
+        } catch {
+            logger.error("saving the configuration at shutdown failed: \(error)")
+        }
         if let endpoint = openflow {
             _ = try? waitFor(timeout: 0.3) { try await endpoint.stop() }
         }

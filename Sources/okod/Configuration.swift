@@ -43,6 +43,25 @@ struct Configuration {
     var logLevel = "info"
     var statsInterval: Double = 5
     var bridges: [Bridge] = []
+    /// The configuration store (SQLite); nil: `okod.db` beside the API token file.
+    var storePath: String?
+    var snapshotMapsOnShutdown = true
+    var limits = Limits()
+
+    /// Operator limits (`limits:`); exceeding one is refused with an error naming the key.
+    struct Limits {
+        var maxELFBytes = 16 << 20
+        var maxInstructions = 1_000_000
+        var maxProgramsPerBridge = 64
+        var maxMapMemoryBytes: UInt64 = 1 << 30
+        var maxRulesPerTable = 1_000_000
+        var maxRequestBodyBytes = 64 << 20
+    }
+
+    /// Where the store lives: `store.path`, else beside the token file (/var/lib/oko/okod.db by default).
+    var resolvedStorePath: String {
+        storePath ?? URL(fileURLWithPath: apiTokenFile).deletingLastPathComponent().appendingPathComponent("okod.db").path
+    }
 
     static func load(path: String) throws -> Configuration {
         let url = URL(fileURLWithPath: path)
@@ -101,6 +120,27 @@ struct Configuration {
             config.logLevel = level
         }
         if let interval = try top.number("stats_interval") { config.statsInterval = interval }
+        if let store = try top.mapping("store") {
+            if let path = try store.string("path") {
+                guard !path.isEmpty else { throw ConfigurationError("store.path", "must not be empty") }
+                config.storePath = path.replacingOccurrences(of: "${config_dir}", with: configDirectory)
+            }
+            if let snapshot = try store.boolean("snapshot_maps_on_shutdown") { config.snapshotMapsOnShutdown = snapshot }
+            try store.finish(allowed: ["path", "snapshot_maps_on_shutdown"])
+        }
+        if let limits = try top.mapping("limits") {
+            let big = 1...(1 << 40)
+            if let v = try limits.integer("max_elf_bytes", range: 1...(1 << 30)) { config.limits.maxELFBytes = v }
+            if let v = try limits.integer("max_instructions", range: 1...10_000_000) { config.limits.maxInstructions = v }
+            if let v = try limits.integer("max_programs_per_bridge", range: 0...65535) { config.limits.maxProgramsPerBridge = v }
+            if let v = try limits.integer("max_map_memory_bytes", range: big) { config.limits.maxMapMemoryBytes = UInt64(v) }
+            if let v = try limits.integer("max_rules_per_table", range: 0...100_000_000) { config.limits.maxRulesPerTable = v }
+            if let v = try limits.integer("max_request_body_bytes", range: 1024...(1 << 30)) { config.limits.maxRequestBodyBytes = v }
+            try limits.finish(allowed: [
+                "max_elf_bytes", "max_instructions", "max_programs_per_bridge", "max_map_memory_bytes",
+                "max_rules_per_table", "max_request_body_bytes",
+            ])
+        }
         if let bridges = try top.sequence("bridges") {
             var names = Set<String>()
             for (index, node) in bridges.enumerated() {
@@ -142,7 +182,7 @@ struct Configuration {
             }
         }
         try top.finish(allowed: [
-            "dpdk", "pmd_cores", "api", "openflow", "log_level", "stats_interval", "bridges",
+            "dpdk", "pmd_cores", "api", "openflow", "log_level", "stats_interval", "bridges", "store", "limits",
         ])
         return config
     }
@@ -248,6 +288,15 @@ private final class Fields {
         guard let text = try string(key) else { return nil }
         guard let value = Double(text), value >= 0 else { throw ConfigurationError(sub(key), "'\(text)' is not a non-negative number") }
         return value
+    }
+
+    func boolean(_ key: String) throws -> Bool? {
+        guard let text = try string(key) else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw ConfigurationError(sub(key), "'\(text)' is not true or false")
+        }
     }
 
     func integer(_ key: String, range: ClosedRange<Int>) throws -> Int? {

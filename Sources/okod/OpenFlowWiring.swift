@@ -113,21 +113,23 @@ final class OpenFlowEndpoint: @unchecked Sendable {
     private let pump: DatapathEventPump
     private let controllers: [(host: String, port: Int)]
 
+    /// `connectionAgent` wraps the shared agent once per controller connection (okod: audit logging).
     init(bridge: Bridge, bridgeName: String, datapathID: UInt64, catalogue: LoadedProgramCatalogue,
-         controllers: [(host: String, port: Int)], reconnectMaxSeconds: Double, logger: Logger) {
+         maxEntriesPerTable: Int, controllers: [(host: String, port: Int)], reconnectMaxSeconds: Double,
+         logger: Logger, connectionAgent: @escaping @Sendable (DatapathAgent) -> any SwitchAgent) {
         self.logger = logger
         self.controllers = controllers
-        let agent = DatapathAgent(bridge: bridge, datapathID: datapathID,
+        let agent = DatapathAgent(bridge: bridge, datapathID: datapathID, maxEntriesPerTable: maxEntriesPerTable,
                                   catalogue: SharedProgramCatalogue(catalogue: catalogue, bridgeName: bridgeName, bridge: bridge))
         self.agent = agent
         // One role table for listener and controllers: a MASTER on either side demotes the others.
         let roles = ControllerRoles()
         let group = self.group
-        listener = OpenFlowListener(group: group, roles: roles) { agent }
+        listener = OpenFlowListener(group: group, roles: roles) { connectionAgent(agent) }
         let maxDelay = TimeAmount.milliseconds(Int64(reconnectMaxSeconds * 1000))
         connectors = controllers.map { target in
             OpenFlowConnector(group: group, host: target.host, port: target.port, roles: roles,
-                              initialDelay: .milliseconds(100), maxDelay: max(maxDelay, .milliseconds(100))) { agent }
+                              initialDelay: .milliseconds(100), maxDelay: max(maxDelay, .milliseconds(100))) { connectionAgent(agent) }
         }
         pump = DatapathEventPump(agent: agent)
         let listener = self.listener, connectors = self.connectors

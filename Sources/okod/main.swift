@@ -1,8 +1,10 @@
 // okod: the Oko appliance daemon.
 //
-// Start-up order: configuration (every error names its key), logging, EAL, mempool, ports, poll-mode
-// threads, then signal handlers. SIGTERM/SIGINT stop the poll-mode threads, stop and detach the
-// ports and clean up the EAL, well within a second. Exit codes: 0 clean stop, 1 run-time failure
+// Start-up order: configuration (every error names its key), logging, EAL, mempool, configuration store
+// (restore bridges, ports, programs, groups, rules and map snapshots, or seed an empty store from the
+// file), poll-mode threads, API and OpenFlow, then /readyz says ready and signal handlers run.
+// SIGTERM/SIGINT stop the API, save what is unsaved and the maps' contents, stop the poll-mode threads,
+// stop and detach the ports and clean up the EAL, well within a second. Exit codes: 0 clean stop, 1 run-time failure
 // (DPDK refused something), 2 configuration error.
 import ArgumentParser
 import Dispatch
@@ -47,9 +49,18 @@ struct Okod: ParsableCommand {
         let logger = Logger(label: "okod")
         do {
             let appliance = try Appliance(configuration: configuration, logger: logger)
-            try appliance.start()
+            do {
+                try appliance.start()
+            } catch {
+                // Poll-mode threads may already run: stop them (and the ports) before the EAL goes.
+                logger.critical("start-up failed: \(error)")
+                appliance.stop()
+                throw ExitCode(1)
+            }
             installSignalHandlers(appliance: appliance, logger: logger)
             dispatchMain()
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             logger.critical("start-up failed: \(error)")
             EAL.cleanup()

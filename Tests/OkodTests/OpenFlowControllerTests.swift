@@ -2,18 +2,6 @@ import Foundation
 import Testing
 
 /// Writes a classic pcap (microsecond, little-endian) of `frames`.
-func writePcap(_ frames: [[UInt8]], to url: URL) throws {
-    var data = Data()
-    func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
-    func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
-    u32(0xA1B2_C3D4); u16(2); u16(4); u32(0); u32(0); u32(65535); u32(1)
-    for (index, frame) in frames.enumerated() {
-        u32(UInt32(index)); u32(0); u32(UInt32(frame.count)); u32(UInt32(frame.count))
-        data.append(contentsOf: frame)
-    }
-    try data.write(to: url)
-}
-
 /// A 60-byte Ethernet frame (local experimental ethertype 0x88b5) from `source` to `destination`.
 func frame(from source: UInt8, to destination: UInt8, sequence: Int) -> [UInt8] {
     var bytes: [UInt8] = [0x02, 0, 0, 0, 0, destination, 0x02, 0, 0, 0, 0, source, 0x88, 0xb5]

@@ -83,17 +83,6 @@ func runBounded(_ seconds: Int, _ arguments: [String]) throws -> (Int32, String)
     try runToCompletion(URL(fileURLWithPath: "/usr/bin/timeout"), ["-k", "2", String(seconds)] + arguments)
 }
 
-func compileExample(_ name: String, into directory: URL) throws -> URL? {
-    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/clang") else { return nil }
-    let object = directory.appendingPathComponent("\(name).o")
-    let source = TestEnvironment.packageRoot.appendingPathComponent("examples/bpf/\(name).c")
-    let (status, output) = try runToCompletion(
-        URL(fileURLWithPath: "/usr/bin/clang"),
-        ["-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c", source.path, "-o", object.path])
-    guard status == 0 else { throw OkodStartFailure(output: "clang: \(output)") }
-    return object
-}
-
 /// Oko's OpenFlow extensions end to end against okod on DPDK ports, driven by the stdlib-only Python
 /// client (scripts/oko_openflow.py) and by `okoctl of`: LOAD_FILTER_PROG shared with REST, a
 /// `filter_prog` rule, UPDATE_MAP / DUMP_MAP, SEND_MAPS dumps at run time (rate-limited) and errors.

@@ -155,3 +155,15 @@ func makePcap(_ arguments: [String]) throws {
     process.waitUntilExit()
     guard process.terminationStatus == 0 else { throw PcapError.truncated }
 }
+
+/// Builds examples/bpf/NAME.c with clang 14 as the examples Makefile does; nil when clang is missing.
+func compileExample(_ name: String, into directory: URL) throws -> URL? {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/clang") else { return nil }
+    let object = directory.appendingPathComponent("\(name).o")
+    let source = TestEnvironment.packageRoot.appendingPathComponent("examples/bpf/\(name).c")
+    let (status, output) = try runToCompletion(
+        URL(fileURLWithPath: "/usr/bin/clang"),
+        ["-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c", source.path, "-o", object.path])
+    guard status == 0 else { throw OkodStartFailure(output: "clang: \(output)") }
+    return object
+}
