@@ -1,47 +1,81 @@
 #!/usr/bin/env bash
-# HTTP/2 (h2c, prior knowledge) throughput: oko-http-bench vs nghttpd serving a file with the same JSON
-# bytes. Each server is pinned to CPU 0 and h2load to CPU 1 (taskset). Release build.
+# Management API throughput: h2load (h2c, prior knowledge) against okod's `GET /v1/bridges/br0/flows`
+# (a two-rule list) and `GET /metrics`, and in the same run against nghttpd serving static files with
+# the same bytes (taken from okod just before). The server under test runs on CPU 0 and h2load on
+# CPU 1 (taskset). okod's poll-mode thread (DPDK lcore 1) also sits on CPU 1 and keeps polling its
+# idle ports during both measurements, so both servers face the same client. Release build.
 # Usage: Benchmarks/http/run.sh [requests] [clients] [streams per client]
 # Writes Benchmarks/http/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-REQUESTS=${1:-200000}
+REQUESTS=${1:-100000}
 CLIENTS=${2:-8}
 STREAMS=${3:-16}
-OKO_PORT=${OKO_PORT:-18481}
 NGHTTPD_PORT=${NGHTTPD_PORT:-18482}
-for tool in h2load nghttpd taskset python3; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nghttp2-client nghttp2-server util-linux python3)" >&2; exit 1; }
+for tool in h2load nghttpd taskset python3 curl; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nghttp2-client nghttp2-server util-linux python3 curl)" >&2; exit 1; }
 done
 
-swift build -c release --product oko-http-bench >/dev/null
-BIN=$(swift build -c release --show-bin-path)/oko-http-bench
+swift build -c release --product okod >/dev/null
+OKOD=$(swift build -c release --show-bin-path)/okod
 
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 
-# The same bytes oko-http-bench serves.
-printf '%s' '{"status":"ok","switch":"oko","ports":4,"flows":128}' > "$WORK/bench.json"
+printf 'admin %s bench\n' "$(python3 -c 'import secrets; print(secrets.token_hex(24))')" > "$WORK/tokens"
+cat > "$WORK/okod.yaml" <<YAML
+dpdk:
+  eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
+  mbufs: 4096
+stats_interval: 0
+log_level: warning
+api: {listen: "127.0.0.1:0", token_file: "$WORK/tokens"}
+openflow: {listen: "127.0.0.1:0"}
+bridges:
+  - name: br0
+    ports:
+      - devargs: "net_null0,no-rx=1"
+      - devargs: "net_null1,no-rx=1"
+    flows:
+      - "priority=10,in_port=1,actions=output:2"
+      - "priority=10,in_port=2,actions=output:1"
+YAML
+# EAL pins the main thread (and so the API's event loop) to lcore 0 = CPU 0, the PMD to CPU 1.
+"$OKOD" --config "$WORK/okod.yaml" > "$WORK/okod.log" 2>&1 &
+OKOD_PID=$!
+PIDS+=($OKOD_PID)
+OKO_PORT=
+for _ in $(seq 300); do
+    OKO_PORT=$(grep -o 'management API listening on 127.0.0.1:[0-9]*' "$WORK/okod.log" | grep -o '[0-9]*$' || true)
+    [ -n "$OKO_PORT" ] && break
+    sleep 0.1
+done
+[ -n "$OKO_PORT" ] || { echo "okod did not start:" >&2; cat "$WORK/okod.log" >&2; exit 1; }
 
-taskset -c 0 "$BIN" "$OKO_PORT" >/dev/null 2>&1 &
+# nghttpd serves the very bytes okod answers (the metrics file is the size of one scrape).
+mkdir -p "$WORK/www/v1/bridges/br0"
+curl -sS -f --http2-prior-knowledge -o "$WORK/www/v1/bridges/br0/flows" "http://127.0.0.1:$OKO_PORT/v1/bridges/br0/flows"
+curl -sS -f --http2-prior-knowledge -o "$WORK/www/metrics" "http://127.0.0.1:$OKO_PORT/metrics"
+FLOWS_BYTES=$(stat -c %s "$WORK/www/v1/bridges/br0/flows")
+METRICS_BYTES=$(stat -c %s "$WORK/www/metrics")
+taskset -c 0 nghttpd --no-tls -d "$WORK/www" "$NGHTTPD_PORT" >/dev/null 2>&1 &
 PIDS+=($!)
-taskset -c 0 nghttpd --no-tls -d "$WORK" "$NGHTTPD_PORT" >/dev/null 2>&1 &
-PIDS+=($!)
-for port in "$OKO_PORT" "$NGHTTPD_PORT"; do
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-        sleep 0.1
-    done
+for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$NGHTTPD_PORT") 2>/dev/null && break
+    sleep 0.1
 done
 
-# Runs h2load; prints "req/s mean_us p99_us succeeded".
+# Runs h2load; prints "req/s mean_us p50_us p99_us succeeded".
 measure() {
     local url=$1 log=$WORK/h2load-$RANDOM.log
-    # warm-up, then the measured run
-    taskset -c 1 h2load -n 5000 -c "$CLIENTS" -m "$STREAMS" "$url" >/dev/null
+    taskset -c 1 h2load -n 5000 -c "$CLIENTS" -m "$STREAMS" "$url" >/dev/null   # warm-up
     taskset -c 1 h2load -n "$REQUESTS" -c "$CLIENTS" -m "$STREAMS" --log-file="$log" "$url" > "$WORK/out.txt"
     local rps ok
     rps=$(grep -oE 'finished in [^,]+, [0-9.]+ req/s' "$WORK/out.txt" | grep -oE '[0-9.]+ req/s' | cut -d' ' -f1)
@@ -54,24 +88,37 @@ print(sys.argv[2], sum(lat) // len(lat), p(0.50), p(0.99), sys.argv[3])
 PY
 }
 
-read -r OKO_RPS OKO_MEAN OKO_P50 OKO_P99 OKO_OK < <(measure "http://127.0.0.1:$OKO_PORT/bench.json")
-read -r NG_RPS NG_MEAN NG_P50 NG_P99 NG_OK < <(measure "http://127.0.0.1:$NGHTTPD_PORT/bench.json")
-RATIO=$(python3 -c "print(f'{$OKO_RPS / $NG_RPS:.2f}')")
+# okod's API threads: the EAL main thread's affinity (CPU 0) is inherited by NIO's event loop.
+read -r OF_RPS OF_MEAN OF_P50 OF_P99 OF_OK < <(measure "http://127.0.0.1:$OKO_PORT/v1/bridges/br0/flows")
+read -r NF_RPS NF_MEAN NF_P50 NF_P99 NF_OK < <(measure "http://127.0.0.1:$NGHTTPD_PORT/v1/bridges/br0/flows")
+read -r OM_RPS OM_MEAN OM_P50 OM_P99 OM_OK < <(measure "http://127.0.0.1:$OKO_PORT/metrics")
+read -r NM_RPS NM_MEAN NM_P50 NM_P99 NM_OK < <(measure "http://127.0.0.1:$NGHTTPD_PORT/metrics")
+RATIO_F=$(python3 -c "print(f'{$OF_RPS / $NF_RPS:.2f}')")
+RATIO_M=$(python3 -c "print(f'{$OM_RPS / $NM_RPS:.2f}')")
+API_CPUS=$(for t in /proc/$OKOD_PID/task/*; do
+    grep -h Cpus_allowed_list "$t/status" | awk '{print $2}'; done | sort | uniq -c | tr '\n' ';' | tr -s ' ')
 
 REPORT=$(cat <<MD
-# OkoHTTP benchmark (h2c, h2load)
+# Management API benchmark (h2c, h2load)
 
-$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r). Server on CPU 0, h2load on CPU 1 (taskset).
-h2load -n $REQUESTS -c $CLIENTS -m $STREAMS (after a 5000-request warm-up); body: 52-byte JSON.
-Load average when the run started: $LOAD (the machine is shared; req/s varies run to run with it).
-Latency = time from request start to end of response, per request (h2load --log-file), in microseconds.
+$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r). Servers on CPU 0, h2load on CPU 1 (taskset); okod's
+poll-mode thread also runs on CPU 1 (DPDK lcore 1) during every measurement, so both servers face the same
+client. okod: release build, DPDK ports net_null x2, two rules. nghttpd serves files with the bytes okod
+answered just before (flows: $FLOWS_BYTES bytes, metrics: $METRICS_BYTES bytes).
+h2load -n $REQUESTS -c $CLIENTS -m $STREAMS after a 5000-request warm-up; no token (reads on loopback are open).
+Load average when the run started: $LOAD -- the machine is shared with other engineers' builds, so
+absolute figures move run to run; the ratios compare servers measured minutes apart in the same run.
+Latency = time from request start to end of response per request (h2load --log-file), microseconds.
+CPU affinity of okod's threads (count, CPUs): $API_CPUS
 
-| server | req/s | mean µs | p50 µs | p99 µs | succeeded |
+| server, resource | req/s | mean µs | p50 µs | p99 µs | succeeded |
 | --- | ---: | ---: | ---: | ---: | ---: |
-| oko-http-bench (OkoHTTP, release) | $OKO_RPS | $OKO_MEAN | $OKO_P50 | $OKO_P99 | $OKO_OK |
-| nghttpd --no-tls (static file) | $NG_RPS | $NG_MEAN | $NG_P50 | $NG_P99 | $NG_OK |
+| okod GET /v1/bridges/br0/flows | $OF_RPS | $OF_MEAN | $OF_P50 | $OF_P99 | $OF_OK |
+| nghttpd, same bytes | $NF_RPS | $NF_MEAN | $NF_P50 | $NF_P99 | $NF_OK |
+| okod GET /metrics | $OM_RPS | $OM_MEAN | $OM_P50 | $OM_P99 | $OM_OK |
+| nghttpd, same bytes | $NM_RPS | $NM_MEAN | $NM_P50 | $NM_P99 | $NM_OK |
 
-OkoHTTP / nghttpd requests per second: **${RATIO}x** (target >= 0.5x).
+okod / nghttpd requests per second: flows **${RATIO_F}x**, metrics **${RATIO_M}x** (target >= 0.5x).
 MD
 )
 echo "$REPORT"

@@ -514,8 +514,9 @@ extension ManagementAPI {
                 }
             }
         }
-        var busy = counter("oko_pmd_busy_cycles_total", "Poll-mode thread time with packets, in nanoseconds (the datapath measures time, not TSC cycles).")
-        var idle = counter("oko_pmd_idle_cycles_total", "Poll-mode thread time without packets, in nanoseconds.")
+        // Seconds, the base unit (the datapath counts nanoseconds of polling time, not TSC cycles).
+        var busy = counter("oko_pmd_busy_seconds_total", "Poll-mode thread time spent on iterations that had packets.")
+        var idle = counter("oko_pmd_idle_seconds_total", "Poll-mode thread time spent on iterations without packets.")
         var emc = counter("oko_pmd_emc_hits_total", "Exact-match cache hits.")
         var mega = counter("oko_pmd_megaflow_hits_total", "Megaflow cache hits.")
         var upcalls = counter("oko_pmd_upcalls_total", "Classifier lookups (cache misses).")
@@ -523,8 +524,8 @@ extension ManagementAPI {
         for pmd in service.pmdThreads {
             let st = pmd.statistics
             let labels = [("pmd", String(pmd.index))]
-            busy.add(st.busyNanoseconds, labels)
-            idle.add(st.idleNanoseconds, labels)
+            busy.add(Double(st.busyNanoseconds) / 1e9, labels)
+            idle.add(Double(st.idleNanoseconds) / 1e9, labels)
             emc.add(st.emcHits, labels)
             mega.add(st.megaflowHits, labels)
             upcalls.add(st.upcalls, labels)

@@ -92,6 +92,7 @@ final class Appliance: @unchecked Sendable {
             logger: Logger(label: "oko.api"))
         var httpConfiguration = HTTPServerConfiguration(host: host, port: port)
         httpConfiguration.logger = Logger(label: "oko.http")
+        httpConfiguration.tls = configuration.apiTLS
         server = HTTPServer(configuration: httpConfiguration, handler: api)
     }
 
@@ -110,6 +111,7 @@ final class Appliance: @unchecked Sendable {
     }
 
     func start() throws {
+        service.ready.store(false, ordering: .relaxed)  // /readyz: 503 until the datapath and listeners are up
         scheduler.restart(bridges: service.bridges)
         let scheduler = self.scheduler
         service.onBridgesChanged { bridges in scheduler.restart(bridges: bridges) }
@@ -121,6 +123,7 @@ final class Appliance: @unchecked Sendable {
         } catch {
             throw StartupError("management API on \(server.configuration.host):\(server.configuration.port): \(error)")
         }
+        if let tls = server.configuration.tls { logger.info("management API uses TLS (certificate \(tls.certificatePath))") }
         logger.info("management API listening on \(server.configuration.host):\(server.port ?? server.configuration.port)")
         try startOpenFlow()
 
@@ -131,6 +134,7 @@ final class Appliance: @unchecked Sendable {
             timer.resume()
             statsTimer = timer
         }
+        service.ready.store(true, ordering: .relaxed)
         logger.notice("okod ready")
     }
 
