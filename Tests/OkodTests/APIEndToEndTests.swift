@@ -140,7 +140,12 @@ struct APIEndToEndTests {
     }
 
     /// curl -Z multiplexes the transfers on one HTTP/2 connection; every one must complete with its own
-    /// body (responses of different sizes interleave, some larger than one DATA frame).
+    /// body (responses of different sizes interleave, many larger than one DATA frame or the window).
+    ///
+    /// The connection is set up by h2c upgrade: Debian 12's curl 7.88.1 cannot reuse a prior-knowledge
+    /// connection for a second transfer (curl/curl#10634, fixed in curl 8.0), and fails those with
+    /// "Error in the HTTP2 framing layer" against any server (nghttpd too) -- that was the -Z failure
+    /// reported against okod. nghttp below multiplexes over prior knowledge.
     @Test func parallelMultiplexedTransfersAllComplete() throws {
         let okod = try RunningOkod(label: "api-parallel")
         // Enough rules that the flows list spans several DATA frames.
@@ -151,13 +156,14 @@ struct APIEndToEndTests {
         let paths = ["/metrics", "/v1/bridges/br0/flows", "/healthz", "/v1/bridges/br0/ports", "/v1/bridges"]
         let urls = (0..<30).map { "\(okod.base)\(paths[$0 % paths.count])" }
         let directory = okod.directory
-        var arguments = ["-sS", "-Z", "--parallel-max", "30", "--http2-prior-knowledge"]
+        var arguments = ["-sS", "-Z", "--parallel-max", "30", "--http2"]
         for (index, url) in urls.enumerated() {
             arguments += ["-o", directory.appendingPathComponent("out\(index)").path, "-w", "%{http_code} %{http_version} %{size_download}\n", url]
         }
         let (status, output) = try runToCompletion(URL(fileURLWithPath: "/usr/bin/curl"), arguments)
         #expect(status == 0, "curl -Z: \(output)")
-        let lines = output.split(separator: "\n")
+        // curl 7.88 prints its parallel progress meter even with -s (merged into the output here): skip it.
+        let lines = output.split(separator: "\n").filter { $0.range(of: #"^[0-9]{3} "#, options: .regularExpression) != nil }
         #expect(lines.count == urls.count, "one result per transfer: \(output)")
         #expect(lines.allSatisfy { $0.hasPrefix("200 2 ") }, "every transfer must be an HTTP/2 200: \(output)")
         for (index, url) in urls.enumerated() {
@@ -171,6 +177,14 @@ struct APIEndToEndTests {
                 #expect((try? JSONSerialization.jsonObject(with: Data(body.utf8))) != nil, "transfer \(index) body is not JSON: \(body.prefix(200))")
             }
         }
+        // Prior knowledge, multiplexed by nghttp with small windows (2^14 per stream, 2^15 per connection), so
+        // the large responses wait for WINDOW_UPDATEs.
+        let (nghttpStatus, nghttp) = try runToCompletion(URL(fileURLWithPath: "/usr/bin/nghttp"), [
+            "-s", "-w", "14", "-W", "15", "\(okod.base)/v1/bridges/br0/flows", "\(okod.base)/metrics",
+            "\(okod.base)/v1/bridges/br0/flows?limit=10", "\(okod.base)/healthz",
+        ])
+        #expect(nghttpStatus == 0, "nghttp: \(nghttp)")
+        #expect(nghttp.components(separatedBy: "  200 ").count - 1 == 4, "four 200 responses: \(nghttp)")
     }
 
     // MARK: errors
@@ -313,15 +327,22 @@ struct APIEndToEndTests {
         #expect((h2.json["ports"] as? [Any])?.count == 2)
         let h1 = try Self.curl(["--cacert", cert, "--http1.1", url])
         #expect(h1.status == 200 && h1.version == "1.1", "HTTP/1.1 over TLS: \(h1.version) \(h1.body)")
-        #expect(h1.body == h2.body)
+        #expect((h1.json["ports"] as? [Any])?.count == 2)
         let change = try Self.curl(okod.admin + ["--cacert", cert, "--http2", "-X", "POST", "-H", "Content-Type: text/plain",
                                                  "--data", "priority=30,in_port=2,actions=drop", "\(okod.base)/v1/bridges/br0/flows"])
         #expect(change.status == 201, "\(change.body)")
         // The certificate is checked: without the CA curl refuses; cleartext gets no HTTP answer.
         #expect(try Self.curl([url]).exitCode != 0)
         #expect(try Self.curl(["http://127.0.0.1:\(okod.port)/healthz"]).status != 200)
+        // Parallel transfers multiplexed on one TLS connection.
+        var parallel = ["-sS", "-Z", "--cacert", cert, "--http2"]
+        for index in 0..<12 {
+            parallel += ["-o", "/dev/null", "-w", "%{http_code} %{http_version}\n", index % 2 == 0 ? url : "\(okod.base)/metrics"]
+        }
+        let (parallelStatus, parallelOutput) = try runToCompletion(URL(fileURLWithPath: "/usr/bin/curl"), parallel)
+        #expect(parallelStatus == 0 && parallelOutput.components(separatedBy: "200 2\n").count - 1 == 12, "curl -Z over TLS: \(parallelOutput)")
         let (nghttpStatus, nghttp) = try runToCompletion(URL(fileURLWithPath: "/usr/bin/nghttp"), ["-v", "\(okod.base)/healthz"])
-        #expect(nghttpStatus == 0 && nghttp.contains("h2 negotiated"), "nghttp over TLS: \(nghttp.suffix(1500))")
+        #expect(nghttpStatus == 0 && nghttp.contains("recv (stream_id=13) :status: 200"), "nghttp over TLS: \(nghttp.suffix(1500))")
     }
 
     @Test func badTLSFilesAreConfigurationErrorsNamingTheKey() throws {
