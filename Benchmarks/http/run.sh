@@ -35,7 +35,6 @@ dpdk:
   eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
   mbufs: 4096
 stats_interval: 0
-log_level: warning
 api: {listen: "127.0.0.1:0", token_file: "$WORK/tokens"}
 openflow: {listen: "127.0.0.1:0"}
 bridges:

@@ -37,8 +37,13 @@ extension ManagementAPI {
                 guard let n = v.unsignedValue else { throw APIProblem(400, "datapath_id: expected a 64-bit integer ('0x...' or decimal)") }
                 dpid = n
             }
-            let failMode = body["fail_mode"]?.stringValue ?? "secure"
-            guard ["secure", "standalone"].contains(failMode) else { throw APIProblem(400, "fail_mode: expected 'secure' or 'standalone'") }
+            var failMode = "secure"
+            if let v = body["fail_mode"] {
+                guard let text = v.stringValue, ["secure", "standalone"].contains(text) else {
+                    throw APIProblem(400, "fail_mode: expected 'secure' or 'standalone'")
+                }
+                failMode = text
+            }
             do {
                 try s.createBridge(name: name, datapathID: dpid, failMode: failMode)
                 return .json(Self.bridgeJSON(try s.summary(name)), status: 201, headers: [("location", "/v1/bridges/\(name)")])
