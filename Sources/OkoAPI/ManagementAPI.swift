@@ -218,7 +218,9 @@ extension HTTPResponse {
     static func json(_ value: JSONValue, status: Int = 200, headers: [(String, String)] = []) -> HTTPResponse {
         var h = HTTPHeaders([("content-type", "application/json")])
         for (n, v) in headers { h.add(n, v) }
-        return HTTPResponse(status: status, headers: h, body: Array((value.text + "\n").utf8))
+        var body = value.utf8Bytes
+        body.append(UInt8(ascii: "\n"))
+        return HTTPResponse(status: status, headers: h, body: body)
     }
 
     static func plain(_ text: String, status: Int = 200) -> HTTPResponse {
