@@ -16,8 +16,8 @@ extension JSONValue {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .integer(let v): appendDecimal(v.magnitude, negative: v < 0, to: &out)
-        case .unsigned(let v): appendDecimal(v, negative: false, to: &out)
+        case .integer(let v): OkoAPI.appendDecimal(v.magnitude, negative: v < 0, to: &out)
+        case .unsigned(let v): OkoAPI.appendDecimal(v, negative: false, to: &out)
         case .double(let v): out.append(contentsOf: (v.isFinite ? "\(v)" : "null").utf8)
         case .string(let s): Self.appendString(s, to: &out)
         case .array(let items):
@@ -36,22 +36,6 @@ extension JSONValue {
                 value.appendUTF8(to: &out)
             }
             out.append(UInt8(ascii: "}"))
-        }
-    }
-
-    private func appendDecimal(_ value: UInt64, negative: Bool, to out: inout [UInt8]) {
-        if negative { out.append(UInt8(ascii: "-")) }
-        if value < 10 {
-            out.append(UInt8(ascii: "0") + UInt8(value))
-            return
-        }
-        var divisor: UInt64 = 1
-        while value / divisor >= 10 { divisor *= 10 }
-        var v = value
-        while divisor > 0 {
-            out.append(UInt8(ascii: "0") + UInt8(v / divisor))
-            v %= divisor
-            divisor /= 10
         }
     }
 
@@ -80,5 +64,18 @@ extension JSONValue {
             out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
         }
         out.append(UInt8(ascii: "\""))
+    }
+}
+
+/// Appends the decimal digits of `value` (with a minus sign when `negative`).
+func appendDecimal(_ value: UInt64, negative: Bool, to out: inout [UInt8]) {
+    if negative { out.append(UInt8(ascii: "-")) }
+    var divisor: UInt64 = 1
+    while value / divisor >= 10 { divisor *= 10 }
+    var v = value
+    while divisor > 0 {
+        out.append(UInt8(ascii: "0") + UInt8(v / divisor))
+        v %= divisor
+        divisor /= 10
     }
 }

@@ -19,9 +19,8 @@ extension ManagementAPI {
             return .json(.object([("status", .string("ok"))]))
         }
         add("GET", "/metrics") { [self] _ in
-            var r = HTTPResponse.plain(PrometheusExposition.render(metricFamilies()))
-            r.headers.set("content-type", PrometheusExposition.contentType)
-            return r
+            HTTPResponse(status: 200, headers: HTTPHeaders([("content-type", PrometheusExposition.contentType)]),
+                         body: PrometheusExposition.renderUTF8(metricFamilies()))
         }
 
         // bridges
