@@ -94,6 +94,9 @@ public final class SwitchService: Sendable {
         var devargs: [UInt32: String] = [:]
         var ids: [RuleKey: UInt64] = [:]
         var origins: [RuleKey: String] = [:]
+        /// The FlowSpec rendered for each rule, with the rule it was rendered from (counters zeroed):
+        /// listing rules reuses it while the rule is unchanged (rendering is most of a list's cost).
+        var specs: [RuleKey: (definition: FlowEntry, spec: FlowSpec)] = [:]
         var nextID: UInt64 = 1
         /// Serialises multi-step changes (bulk add with rollback) on this bridge.
         let changeLock = Mutex(())
@@ -313,7 +316,17 @@ public final class SwitchService: Sendable {
         if let p = entry.match.filterProgram, let programs {
             named.match.filterProgram = programs.operatorProgramID(bridge: r.bridge.name, datapathID: p) ?? p
         }
-        return FlowRecord(id: id, spec: FlowConversion.spec(named), entry: entry, origin: origin)
+        named.packets = 0
+        named.bytes = 0
+        named.durationSeconds = 0
+        named.idleSeconds = 0
+        let definition = named
+        if let cached = state.withLock({ _ in r.specs[key] }), cached.definition == definition {
+            return FlowRecord(id: id, spec: cached.spec, entry: entry, origin: origin)
+        }
+        let spec = FlowConversion.spec(definition)
+        state.withLock { _ in r.specs[key] = (definition, spec) }
+        return FlowRecord(id: id, spec: spec, entry: entry, origin: origin)
     }
 
     /// Rules at least as specific as `filter`'s match (and of its table/cookie when given), by id order
@@ -337,6 +350,7 @@ public final class SwitchService: Sendable {
         state.withLock { _ in
             r.ids = r.ids.filter { live.contains($0.key) }
             r.origins = r.origins.filter { live.contains($0.key) }
+            r.specs = r.specs.filter { live.contains($0.key) }
         }
     }
 
