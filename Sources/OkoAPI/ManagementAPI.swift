@@ -77,9 +77,17 @@ struct RouteContext: Sendable {
     var request: HTTPRequest
     var parameters: [String: String]
     var principal: String
+    /// The decoded query items, parsed once (routes look several up).
+    let query: [HTTPQueryItem]
+
+    init(request: HTTPRequest, parameters: [String: String], principal: String) {
+        self.request = request
+        self.parameters = parameters
+        self.principal = principal
+        query = request.queryItems
+    }
 
     func parameter(_ name: String) -> String { parameters[name] ?? "" }
-    var query: [HTTPQueryItem] { request.queryItems }
 
     /// The client prefers text/plain (`Accept: text/plain`).
     var wantsText: Bool {

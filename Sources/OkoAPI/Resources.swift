@@ -208,16 +208,17 @@ extension ManagementAPI {
     }
 
     static func flowJSON(_ r: FlowRecord) -> JSONValue {
-        guard case .object(var pairs) = r.spec.json else { return r.spec.json }
+        let specJSON = r.rendered?.json ?? r.spec.json
+        guard case .object(var pairs) = specJSON else { return specJSON }
         pairs.insert(("id", .unsigned(r.id)), at: 0)
         if !pairs.contains(where: { $0.0 == "instructions" }) {
             // The schema requires `instructions`; `actions` stays as the short form.
             pairs.append(("instructions", .array(r.spec.instructions.isEmpty ? [] : [
-                .object([("type", .string("apply_actions")), ("actions", r.spec.json["actions"] ?? .array([]))]),
+                .object([("type", .string("apply_actions")), ("actions", specJSON["actions"] ?? .array([]))]),
             ])))
         }
         pairs.append(("origin", .string(r.origin)))
-        pairs.append(("text", .string(r.spec.ofctlText)))
+        pairs.append(("text", .string(r.rendered?.text ?? r.spec.ofctlText)))
         pairs.append(("stats", .object([
             ("packets", .unsigned(r.entry.packets)), ("bytes", .unsigned(r.entry.bytes)),
             ("duration_seconds", .double(r.entry.durationSeconds)), ("idle_seconds", .double(r.entry.idleSeconds)),
@@ -318,7 +319,7 @@ extension ManagementAPI {
         } catch { throw APIProblem.from(error) }
         let remaining = records.filter { $0.id > after }
         let page = Array(remaining.prefix(limit))
-        if c.wantsText { return .plain(page.map { $0.spec.ofctlText + "\n" }.joined()) }
+        if c.wantsText { return .plain(page.map { ($0.rendered?.text ?? $0.spec.ofctlText) + "\n" }.joined()) }
         var pairs: [(String, JSONValue)] = [("flows", .array(page.map(flowJSON)))]
         if remaining.count > limit, let last = page.last { pairs.append(("next", .string(encodeCursor(last.id)))) }
         return .json(.object(pairs))
