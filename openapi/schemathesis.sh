@@ -77,7 +77,7 @@ checks=$checks,response_schema_conformance,negative_data_rejection,unsupported_m
 status=0
 run_pass() {
     local config=$1 budget=$2
-    (cd "$work" && timeout $((budget + 60)) st --config-file "$config" run "$root/openapi/openapi.yaml" --url "$base" \
+    (cd "$work" && timeout $((budget + 60)) python3 -m schemathesis.cli --config-file "$config" run "$root/openapi/openapi.yaml" --url "$base" \
         -H "Authorization: Bearer $token" --checks "$checks" --max-time "$budget" --workers 1 \
         --request-timeout 30 --suppress-health-check all --seed "${ST_SEED:-1}" ${ST_ARGS:-}) || status=1
 }
