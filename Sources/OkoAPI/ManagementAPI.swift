@@ -77,9 +77,17 @@ struct RouteContext: Sendable {
     var request: HTTPRequest
     var parameters: [String: String]
     var principal: String
+    /// The decoded query items, parsed once (routes look several up).
+    let query: [HTTPQueryItem]
+
+    init(request: HTTPRequest, parameters: [String: String], principal: String) {
+        self.request = request
+        self.parameters = parameters
+        self.principal = principal
+        query = request.queryItems
+    }
 
     func parameter(_ name: String) -> String { parameters[name] ?? "" }
-    var query: [HTTPQueryItem] { request.queryItems }
 
     /// The client prefers text/plain (`Accept: text/plain`).
     var wantsText: Bool {
@@ -218,7 +226,9 @@ extension HTTPResponse {
     static func json(_ value: JSONValue, status: Int = 200, headers: [(String, String)] = []) -> HTTPResponse {
         var h = HTTPHeaders([("content-type", "application/json")])
         for (n, v) in headers { h.add(n, v) }
-        return HTTPResponse(status: status, headers: h, body: Array((value.text + "\n").utf8))
+        var body = value.utf8Bytes
+        body.append(UInt8(ascii: "\n"))
+        return HTTPResponse(status: status, headers: h, body: body)
     }
 
     static func plain(_ text: String, status: Int = 200) -> HTTPResponse {

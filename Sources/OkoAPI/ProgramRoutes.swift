@@ -42,9 +42,9 @@ extension ManagementAPI {
         }
         @Sendable func flag(_ c: RouteContext, _ name: String) throws(APIProblem) -> Bool {
             guard let v = c.query.last(where: { $0.name == name })?.value else { return false }
-            switch v.lowercased() {
-            case "", "true", "1": return true
-            case "false", "0": return false
+            switch v {
+            case "true": return true
+            case "false": return false
             default: throw APIProblem(400, "\(name): expected true or false, got '\(v)'")
             }
         }

@@ -40,11 +40,16 @@ public struct MetricFamily: Sendable {
         samples.append(Sample(labels: labels, value: Double(value)))
     }
 
+    /// `[a-zA-Z_:][a-zA-Z0-9_:]*`, checked on bytes (a scrape builds dozens of families).
     static func isValidName(_ name: String) -> Bool {
-        guard let first = name.unicodeScalars.first, first.properties.isAlphabetic || first == "_" || first == ":" else {
-            return false
+        var first = true
+        for byte in name.utf8 {
+            let letter = (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z")
+            let digit = byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+            guard letter || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ":") || (digit && !first) else { return false }
+            first = false
         }
-        return name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == ":") }
+        return !first
     }
 }
 
@@ -53,22 +58,44 @@ public enum PrometheusExposition {
 
     /// Renders `families` in the text format; families without samples still get HELP and TYPE.
     public static func render(_ families: [MetricFamily]) -> String {
-        var out = ""
-        out.reserveCapacity(families.count * 128)
+        String(decoding: renderUTF8(families), as: UTF8.self)
+    }
+
+    /// The text format as UTF-8 bytes, appended to one buffer (what `/metrics` sends).
+    public static func renderUTF8(_ families: [MetricFamily]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(families.reduce(0) { $0 + 160 + $1.samples.count * 96 })
         for family in families {
-            out += "# HELP \(family.name) \(escapeHelp(family.help))\n"
-            out += "# TYPE \(family.name) \(family.kind.rawValue)\n"
+            out.append(contentsOf: "# HELP ".utf8)
+            out.append(contentsOf: family.name.utf8)
+            out.append(UInt8(ascii: " "))
+            out.append(contentsOf: escapeHelp(family.help).utf8)
+            out.append(contentsOf: "\n# TYPE ".utf8)
+            out.append(contentsOf: family.name.utf8)
+            out.append(UInt8(ascii: " "))
+            out.append(contentsOf: family.kind.rawValue.utf8)
+            out.append(UInt8(ascii: "\n"))
             for sample in family.samples {
-                out += family.name
+                out.append(contentsOf: family.name.utf8)
                 if !sample.labels.isEmpty {
-                    out += "{"
+                    out.append(UInt8(ascii: "{"))
                     for (index, (name, value)) in sample.labels.enumerated() {
-                        if index > 0 { out += "," }
-                        out += "\(name)=\"\(escapeLabel(value))\""
+                        if index > 0 { out.append(UInt8(ascii: ",")) }
+                        out.append(contentsOf: name.utf8)
+                        out.append(contentsOf: "=\"".utf8)
+                        out.append(contentsOf: escapeLabel(value).utf8)
+                        out.append(UInt8(ascii: "\""))
                     }
-                    out += "}"
+                    out.append(UInt8(ascii: "}"))
                 }
-                out += " \(format(sample.value))\n"
+                out.append(UInt8(ascii: " "))
+                let value = sample.value
+                if value == value.rounded(), abs(value) < 1e15 {
+                    appendDecimal(Int64(value).magnitude, negative: value < 0, to: &out)
+                } else {
+                    out.append(contentsOf: format(value).utf8)
+                }
+                out.append(UInt8(ascii: "\n"))
             }
         }
         return out
@@ -86,7 +113,8 @@ public enum PrometheusExposition {
     static func escapeLabel(_ text: String) -> String { escape(text, quotes: true) }
 
     private static func escape(_ text: String, quotes: Bool) -> String {
-        guard text.contains(where: { $0 == "\\" || $0 == "\n" || (quotes && $0 == "\"") }) else { return text }
+        guard text.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\n") || (quotes && $0 == UInt8(ascii: "\"")) })
+        else { return text }
         var out = ""
         for character in text {
             switch character {

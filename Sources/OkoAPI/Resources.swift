@@ -19,9 +19,8 @@ extension ManagementAPI {
             return .json(.object([("status", .string("ok"))]))
         }
         add("GET", "/metrics") { [self] _ in
-            var r = HTTPResponse.plain(PrometheusExposition.render(metricFamilies()))
-            r.headers.set("content-type", PrometheusExposition.contentType)
-            return r
+            HTTPResponse(status: 200, headers: HTTPHeaders([("content-type", PrometheusExposition.contentType)]),
+                         body: PrometheusExposition.renderUTF8(metricFamilies()))
         }
 
         // bridges
@@ -37,8 +36,13 @@ extension ManagementAPI {
                 guard let n = v.unsignedValue else { throw APIProblem(400, "datapath_id: expected a 64-bit integer ('0x...' or decimal)") }
                 dpid = n
             }
-            let failMode = body["fail_mode"]?.stringValue ?? "secure"
-            guard ["secure", "standalone"].contains(failMode) else { throw APIProblem(400, "fail_mode: expected 'secure' or 'standalone'") }
+            var failMode = "secure"
+            if let v = body["fail_mode"] {
+                guard let text = v.stringValue, ["secure", "standalone"].contains(text) else {
+                    throw APIProblem(400, "fail_mode: expected 'secure' or 'standalone'")
+                }
+                failMode = text
+            }
             do {
                 try s.createBridge(name: name, datapathID: dpid, failMode: failMode)
                 return .json(Self.bridgeJSON(try s.summary(name)), status: 201, headers: [("location", "/v1/bridges/\(name)")])
@@ -204,16 +208,17 @@ extension ManagementAPI {
     }
 
     static func flowJSON(_ r: FlowRecord) -> JSONValue {
-        guard case .object(var pairs) = r.spec.json else { return r.spec.json }
+        let specJSON = r.rendered?.json ?? r.spec.json
+        guard case .object(var pairs) = specJSON else { return specJSON }
         pairs.insert(("id", .unsigned(r.id)), at: 0)
         if !pairs.contains(where: { $0.0 == "instructions" }) {
             // The schema requires `instructions`; `actions` stays as the short form.
             pairs.append(("instructions", .array(r.spec.instructions.isEmpty ? [] : [
-                .object([("type", .string("apply_actions")), ("actions", r.spec.json["actions"] ?? .array([]))]),
+                .object([("type", .string("apply_actions")), ("actions", specJSON["actions"] ?? .array([]))]),
             ])))
         }
         pairs.append(("origin", .string(r.origin)))
-        pairs.append(("text", .string(r.spec.ofctlText)))
+        pairs.append(("text", .string(r.rendered?.text ?? r.spec.ofctlText)))
         pairs.append(("stats", .object([
             ("packets", .unsigned(r.entry.packets)), ("bytes", .unsigned(r.entry.bytes)),
             ("duration_seconds", .double(r.entry.durationSeconds)), ("idle_seconds", .double(r.entry.idleSeconds)),
@@ -235,9 +240,9 @@ extension ManagementAPI {
 
     static func boolQuery(_ c: RouteContext, _ name: String) throws(APIProblem) -> Bool {
         guard let v = c.query.first(where: { $0.name == name })?.value else { return false }
-        switch v.lowercased() {
-        case "", "true", "1": return true
-        case "false", "0": return false
+        switch v {
+        case "true": return true
+        case "false": return false
         default: throw APIProblem(400, "\(name): expected true or false, got '\(v)'")
         }
     }
@@ -314,7 +319,7 @@ extension ManagementAPI {
         } catch { throw APIProblem.from(error) }
         let remaining = records.filter { $0.id > after }
         let page = Array(remaining.prefix(limit))
-        if c.wantsText { return .plain(page.map { $0.spec.ofctlText + "\n" }.joined()) }
+        if c.wantsText { return .plain(page.map { ($0.rendered?.text ?? $0.spec.ofctlText) + "\n" }.joined()) }
         var pairs: [(String, JSONValue)] = [("flows", .array(page.map(flowJSON)))]
         if remaining.count > limit, let last = page.last { pairs.append(("next", .string(encodeCursor(last.id)))) }
         return .json(.object(pairs))
@@ -514,8 +519,9 @@ extension ManagementAPI {
                 }
             }
         }
-        var busy = counter("oko_pmd_busy_cycles_total", "Poll-mode thread time with packets, in nanoseconds (the datapath measures time, not TSC cycles).")
-        var idle = counter("oko_pmd_idle_cycles_total", "Poll-mode thread time without packets, in nanoseconds.")
+        // Seconds, the base unit (the datapath counts nanoseconds of polling time, not TSC cycles).
+        var busy = counter("oko_pmd_busy_seconds_total", "Poll-mode thread time spent on iterations that had packets.")
+        var idle = counter("oko_pmd_idle_seconds_total", "Poll-mode thread time spent on iterations without packets.")
         var emc = counter("oko_pmd_emc_hits_total", "Exact-match cache hits.")
         var mega = counter("oko_pmd_megaflow_hits_total", "Megaflow cache hits.")
         var upcalls = counter("oko_pmd_upcalls_total", "Classifier lookups (cache misses).")
@@ -523,8 +529,8 @@ extension ManagementAPI {
         for pmd in service.pmdThreads {
             let st = pmd.statistics
             let labels = [("pmd", String(pmd.index))]
-            busy.add(st.busyNanoseconds, labels)
-            idle.add(st.idleNanoseconds, labels)
+            busy.add(Double(st.busyNanoseconds) / 1e9, labels)
+            idle.add(Double(st.idleNanoseconds) / 1e9, labels)
             emc.add(st.emcHits, labels)
             mega.add(st.megaflowHits, labels)
             upcalls.add(st.upcalls, labels)

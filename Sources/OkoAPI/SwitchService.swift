@@ -63,6 +63,8 @@ public struct FlowRecord: Sendable {
     /// Who added the rule through this service (`rest`, `config`, ...); `openflow` for rules the service
     /// first saw in the bridge (added by the OpenFlow endpoint directly).
     public var origin: String
+    /// The spec's JSON and ovs-ofctl text, rendered once per rule definition (see `BridgeRecord.specs`).
+    var rendered: (json: JSONValue, text: String)? = nil
 }
 
 public struct BridgeSummary: Sendable {
@@ -94,6 +96,9 @@ public final class SwitchService: Sendable {
         var devargs: [UInt32: String] = [:]
         var ids: [RuleKey: UInt64] = [:]
         var origins: [RuleKey: String] = [:]
+        /// The FlowSpec rendered for each rule, with the rule it was rendered from (counters zeroed):
+        /// listing rules reuses it while the rule is unchanged (rendering is most of a list's cost).
+        var specs: [RuleKey: (definition: FlowEntry, spec: FlowSpec, json: JSONValue, text: String)] = [:]
         var nextID: UInt64 = 1
         /// Serialises multi-step changes (bulk add with rollback) on this bridge.
         let changeLock = Mutex(())
@@ -334,7 +339,18 @@ public final class SwitchService: Sendable {
         if let p = entry.match.filterProgram, let programs {
             named.match.filterProgram = programs.operatorProgramID(bridge: r.bridge.name, datapathID: p) ?? p
         }
-        return FlowRecord(id: id, spec: FlowConversion.spec(named), entry: entry, origin: origin)
+        named.packets = 0
+        named.bytes = 0
+        named.durationSeconds = 0
+        named.idleSeconds = 0
+        let definition = named
+        if let cached = state.withLock({ _ in r.specs[key] }), cached.definition == definition {
+            return FlowRecord(id: id, spec: cached.spec, entry: entry, origin: origin, rendered: (cached.json, cached.text))
+        }
+        let spec = FlowConversion.spec(definition)
+        let json = spec.json, text = spec.ofctlText
+        state.withLock { _ in r.specs[key] = (definition, spec, json, text) }
+        return FlowRecord(id: id, spec: spec, entry: entry, origin: origin, rendered: (json, text))
     }
 
     /// Rules at least as specific as `filter`'s match (and of its table/cookie when given), by id order
@@ -348,16 +364,21 @@ public final class SwitchService: Sendable {
             .filter { cookie == nil || $0.cookie & cookieMask == cookie! & cookieMask }
             .filter { match.filterProgram == nil || $0.match.filterProgram == match.filterProgram }
         let records = entries.map { record(for: $0, in: r) }
-        pruneIDs(r)
+        // An unfiltered list is the live rule set already; a filtered one asks the bridge again.
+        let unfiltered = table == nil && match == FlowMatch() && cookie == nil
+        pruneIDs(r, live: unfiltered ? entries : nil)
         return records.sorted { $0.id < $1.id }
     }
 
     /// Forgets ids of rules that no longer exist (expired, deleted by OpenFlow).
-    private func pruneIDs(_ r: BridgeRecord) {
-        let live = Set(r.bridge.flows().map { RuleKey(table: $0.table, priority: $0.priority, match: $0.match) })
+    private func pruneIDs(_ r: BridgeRecord, live entries: [FlowEntry]? = nil) {
+        let live = Set((entries ?? r.bridge.flows()).map { RuleKey(table: $0.table, priority: $0.priority, match: $0.match) })
+        // After an unfiltered list every live rule has an id: equal counts mean nothing to forget.
+        if entries != nil, state.withLock({ _ in r.ids.count == live.count && r.specs.count <= live.count }) { return }
         state.withLock { _ in
             r.ids = r.ids.filter { live.contains($0.key) }
             r.origins = r.origins.filter { live.contains($0.key) }
+            r.specs = r.specs.filter { live.contains($0.key) }
         }
     }
 

@@ -287,7 +287,7 @@ final class HTTP2Connection {
     private func respondRejected(streamID: Int32, _ stream: Stream) {
         guard !stream.dispatched, let rejection = stream.rejection else { return }
         stream.dispatched = true
-        submitResponse(streamID: streamID, HTTPResponse(status: rejection.status, text: rejection.message + "\n"))
+        submitResponse(streamID: streamID, .problem(status: rejection.status, detail: rejection.message))
     }
 
     private func readResponseBody(

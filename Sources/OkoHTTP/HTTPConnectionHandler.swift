@@ -319,12 +319,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, HTTP2ConnectionDelegate
     private func writeErrorAndClose(status: Int, message: String) {
         mode = .closed
         cancelTimers()
-        let body = message + "\n"
-        var out = context.channel.allocator.buffer(capacity: 160 + body.utf8.count)
+        let body = HTTPResponse.problem(status: status, detail: message).body
+        var out = context.channel.allocator.buffer(capacity: 160 + body.count)
         out.writeString("HTTP/1.1 \(status) \(reasonPhrase(status))\r\n")
-        out.writeString("content-type: text/plain; charset=utf-8\r\ncontent-length: \(body.utf8.count)\r\n")
+        out.writeString("content-type: application/problem+json\r\ncontent-length: \(body.count)\r\n")
         out.writeString("connection: close\r\n\r\n")
-        out.writeString(body)
+        out.writeBytes(body)
         context.writeAndFlush(wrapOutboundOut(out)).whenComplete { [self] _ in context.close(promise: nil) }
     }
 

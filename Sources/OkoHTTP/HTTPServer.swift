@@ -21,7 +21,10 @@
 //   SETTINGS_MAX_CONCURRENT_STREAMS, connection count (excess connections are closed at accept), idle
 //   timeout, request timeout (from a request's first byte to its last, and for writing the response:
 //   slow senders get 408 and slow readers are closed). Malformed HTTP/1 gets 400 (or 501/505) and a
-//   close; HTTP/2 protocol errors get GOAWAY from nghttp2 and a close.
+//   close; HTTP/2 protocol errors get GOAWAY from nghttp2 and a close. The server's own error answers
+//   are RFC 9457 problem documents, like the handler's.
+// - TLS: `HTTPServerConfiguration.TLS.validate()` loads certificate and key up front so a caller (okod's
+//   configuration) can report a bad file by name before starting.
 // - Shutdown: `shutdown(gracePeriod:)` closes the listener, asks every connection to quiesce (HTTP/1
 //   closes after its in-flight response, HTTP/2 sends GOAWAY and finishes open streams), waits for
 //   them until the deadline, then closes whatever is left.

@@ -155,6 +155,25 @@ public struct HTTPResponse: Sendable {
     }
 }
 
+extension HTTPResponse {
+    /// An RFC 9457 problem document, for the errors the server answers by itself (over-limit requests,
+    /// malformed HTTP/1, timeouts), so clients see the same error format as from handlers.
+    static func problem(status: Int, detail: String) -> HTTPResponse {
+        var escaped = ""
+        for scalar in detail.unicodeScalars {
+            switch scalar {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            case _ where scalar.value < 0x20: escaped += " "
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        let body = #"{"type":"about:blank","title":""# + reasonPhrase(status) + #"","status":"# + String(status)
+            + #","detail":""# + escaped + "\"}\n"
+        return HTTPResponse(status: status, headers: ["content-type": "application/problem+json"], body: Array(body.utf8))
+    }
+}
+
 /// Serves requests of every protocol version. Called concurrently for concurrent requests.
 public protocol HTTPHandler: Sendable {
     func handle(_ request: HTTPRequest) async -> HTTPResponse

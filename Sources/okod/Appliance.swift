@@ -103,6 +103,7 @@ final class Appliance: @unchecked Sendable {
             maxBodyBytes: configuration.limits.maxRequestBodyBytes, logger: Logger(label: "oko.audit"))
         var httpConfiguration = HTTPServerConfiguration(host: host, port: port)
         httpConfiguration.logger = Logger(label: "oko.http")
+        httpConfiguration.tls = configuration.apiTLS
         // Above the API's own limit, so an oversize body is answered by the API with a problem document.
         httpConfiguration.maxBodyBytes = configuration.limits.maxRequestBodyBytes + (64 << 10)
         server = HTTPServer(
@@ -157,6 +158,7 @@ final class Appliance: @unchecked Sendable {
     }
 
     func start() throws {
+        service.ready.store(false, ordering: .relaxed)  // /readyz: 503 until the datapath and listeners are up
         scheduler.restart(bridges: service.bridges)
         let scheduler = self.scheduler
         service.onBridgesChanged { bridges in scheduler.restart(bridges: bridges) }
@@ -168,6 +170,7 @@ final class Appliance: @unchecked Sendable {
         } catch {
             throw StartupError("management API on \(server.configuration.host):\(server.configuration.port): \(error)")
         }
+        if let tls = server.configuration.tls { logger.info("management API uses TLS (certificate \(tls.certificatePath))") }
         logger.info("management API listening on \(server.configuration.host):\(server.port ?? server.configuration.port)")
         try startOpenFlow()
 

@@ -4,6 +4,7 @@
 // Codable, so that every mistake is reported with its path (`bridges[0].ports[1]: unknown key
 // 'devarg'`) and unknown keys are errors instead of being silently ignored.
 import Foundation
+import OkoHTTP
 import OkoSyntax
 import Yams
 
@@ -33,6 +34,8 @@ struct Configuration {
     var pmdCores: [UInt32] = []
     var apiListen = "127.0.0.1:8080"
     var apiTokenFile = "/var/lib/oko/api.tokens"
+    /// PEM certificate chain and private key of the API; when set the API speaks TLS only (ALPN h2, http/1.1).
+    var apiTLS: HTTPServerConfiguration.TLS?
     var openflowListen = "127.0.0.1:6653"
     /// The bridge the OpenFlow listener serves (default: the first configured bridge).
     var openflowBridge: String?
@@ -92,7 +95,10 @@ struct Configuration {
             if let tokenFile = try api.string("token_file") {
                 config.apiTokenFile = tokenFile.replacingOccurrences(of: "${config_dir}", with: configDirectory)
             }
-            try api.finish(allowed: ["listen", "token_file"])
+            if let tls = try api.mapping("tls") {
+                config.apiTLS = try parseTLS(tls, configDirectory: configDirectory)
+            }
+            try api.finish(allowed: ["listen", "token_file", "tls"])
         }
         if let openflow = try top.mapping("openflow") {
             if let listen = try openflow.string("listen") {
@@ -185,6 +191,33 @@ struct Configuration {
             "dpdk", "pmd_cores", "api", "openflow", "log_level", "stats_interval", "bridges", "store", "limits",
         ])
         return config
+    }
+
+    /// `api.tls`: both files are required and loaded now, so a bad certificate or key is a configuration
+    /// error naming its key rather than a failure at the first TLS handshake.
+    private static func parseTLS(_ tls: Fields, configDirectory: String) throws -> HTTPServerConfiguration.TLS {
+        func path(_ key: String) throws -> String {
+            guard let value = try tls.string(key), !value.isEmpty else {
+                throw ConfigurationError(tls.path, "missing key '\(key)' (TLS needs 'certificate' and 'private_key', PEM files)")
+            }
+            let resolved = value.replacingOccurrences(of: "${config_dir}", with: configDirectory)
+            guard FileManager.default.isReadableFile(atPath: resolved) else {
+                throw ConfigurationError("\(tls.path).\(key)", "file '\(resolved)' does not exist or is not readable")
+            }
+            return resolved
+        }
+        let settings = HTTPServerConfiguration.TLS(certificatePath: try path("certificate"), privateKeyPath: try path("private_key"))
+        try tls.finish(allowed: ["certificate", "private_key"])
+        do {
+            try settings.validate()
+        } catch {
+            switch error {
+            case .certificate(let why): throw ConfigurationError("\(tls.path).certificate", why)
+            case .privateKey(let why): throw ConfigurationError("\(tls.path).private_key", why)
+            case .mismatch(let why): throw ConfigurationError(tls.path, why)
+            }
+        }
+        return settings
     }
 
     /// Checks `HOST:PORT` syntax.

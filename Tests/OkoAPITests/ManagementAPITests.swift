@@ -280,6 +280,9 @@ func waitUntil(_ condition: () -> Bool) async {
         let patched = try h.curl("PATCH", "/v1/bridges/br0/flows/\(id)", body: #"{"actions":[{"type":"output","port":1}]}"#)
         #expect(patched.status == 200, "\(patched.body)")
         #expect(patched.json?["text"]?.stringValue?.contains("actions=output:1") == true, "\(patched.body)")
+        // The list renders rules from a cache; a changed rule must come back changed.
+        let listed = try h.curl("GET", "/v1/bridges/br0/flows?tcp_dst=80")
+        #expect(listed.body.contains("actions=output:1") && !listed.body.contains("actions=output:2"), "\(listed.body)")
         let byMatch = try h.curl("PATCH", "/v1/bridges/br0/flows", body: "tcp,actions=output:2", contentType: "text/plain")
         #expect(byMatch.json?["modified"]?.unsignedValue == 1, "\(byMatch.body)")
         let text = try h.curl("GET", "/v1/bridges/br0/flows/\(id)", accept: "text/plain")

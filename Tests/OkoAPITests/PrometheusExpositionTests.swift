@@ -24,6 +24,20 @@ struct PrometheusExpositionTests {
         #expect(text.contains("oko_program_run_seconds_total{program=\"1\"} 0.25\n"))
     }
 
+    @Test func metricNamesAreCheckedAgainstThePrometheusGrammar() {
+        for valid in ["oko_up", "_x", "a:b_c9", "OKO"] { #expect(MetricFamily.isValidName(valid), "\(valid)") }
+        for invalid in ["", "9lives", "oko-up", "ökö", "oko up", "oko_é"] { #expect(!MetricFamily.isValidName(invalid), "\(invalid)") }
+    }
+
+    @Test func largeAndNegativeValuesKeepTheirFormat() {
+        var family = MetricFamily(name: "oko_test", help: "h", kind: .gauge)
+        family.add(-3.0)
+        family.add(1e20)
+        family.add(UInt64(999_999_999_999_999))
+        let text = PrometheusExposition.render([family])
+        #expect(text.contains("oko_test -3\n") && text.contains("oko_test 1e+20\n") && text.contains("oko_test 999999999999999\n"), "\(text)")
+    }
+
     @Test func promtoolAcceptsTheOutput() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool") else {
             Issue.record("promtool is not installed (apt-get install prometheus)")

@@ -91,9 +91,14 @@ struct HTTPServerTests {
         let (file, _) = try makeTempFile(count: 5000)
         defer { try? FileManager.default.removeItem(at: file) }
         for mode in [["--http1.1"], ["--http2-prior-knowledge"], ["--http1.1", "-H", "Transfer-Encoding: chunked"]] {
-            let result = try await curl(mode + ["-w", "\nstatus=%{http_code}", "--data-binary", "@\(file.path)", "http://127.0.0.1:\(port)/big"])
-            #expect(result.stdout.contains("status=413"), "mode \(mode)")
-            #expect(result.stdout.contains("1000 bytes"), "mode \(mode)")
+            let result = try await curl(mode + ["-w", "\nstatus=%{http_code} type=%{content_type}", "--data-binary", "@\(file.path)",
+                                                "http://127.0.0.1:\(port)/big"])
+            #expect(result.stdout.contains("status=413 type=application/problem+json"), "mode \(mode): \(result.stdout)")
+            // An RFC 9457 document whose detail names the limit.
+            let document = result.stdout.split(separator: "\n").first.map(String.init) ?? ""
+            let json = try JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: Any]
+            #expect(json?["status"] as? Int == 413 && json?["title"] as? String == "Content Too Large", "mode \(mode): \(document)")
+            #expect((json?["detail"] as? String ?? "").contains("1000 bytes"), "mode \(mode): \(document)")
         }
         let small = try await curl(["-w", "\nstatus=%{http_code}", "--data-binary", "small", "http://127.0.0.1:\(port)/ok"])
         #expect(small.stdout.contains("status=200"))
