@@ -37,6 +37,7 @@ struct APIEndToEndTests {
                 stats_interval: 0
                 api: {listen: "127.0.0.1:0", token_file: "\(directory.path)/tokens"\(apiExtra)}
                 openflow: {listen: "127.0.0.1:0"}
+                limits: {max_request_body_bytes: 4194304}
                 bridges:
                   - name: br0
                     ports:
@@ -214,7 +215,7 @@ struct APIEndToEndTests {
         expectProblem(try Self.curl(["\(okod.base)/v2/anything"]), 404, "/v2/anything")
         // 409: the bridge exists already.
         expectProblem(try Self.curl(okod.admin + json + ["--data", #"{"name": "br0"}"#, "\(okod.base)/v1/bridges"]), 409, "already exists")
-        // 413: a body over the API's limit (4 MiB).
+        // 413: a body over the configured limit (limits.max_request_body_bytes, 4 MiB here).
         let big = okod.directory.appendingPathComponent("big.json")
         try Data(repeating: UInt8(ascii: " "), count: 5 << 20).write(to: big)
         expectProblem(try Self.curl(okod.admin + json + ["--data-binary", "@\(big.path)", flows]), 413, "exceeds the limit")
