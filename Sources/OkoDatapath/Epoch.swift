@@ -70,6 +70,13 @@ public final class EpochReclaimer: Sendable {
     }
 }
 
+/// Run statistics of a filter program id; shared by the programs that replace one another under that id.
+final class ProgramCounters: Sendable {
+    let runs = Atomic<UInt64>(0)
+    let matches = Atomic<UInt64>(0)
+    let totalNanoseconds = Atomic<UInt64>(0)
+}
+
 /// A filter program attached to a bridge: a native entry point (JIT output or interpreter trampoline)
 /// called as `entry(packetData, packetLength)`, plus run statistics.
 public final class FilterProgram: Sendable {
@@ -79,16 +86,24 @@ public final class FilterProgram: Sendable {
     /// Optional runner with no side effects on maps, used by `trace`.
     let sideEffectFreeEntry: Entry?
     private let owner: (any Sendable)?
-    let runs = Atomic<UInt64>(0)
-    let matches = Atomic<UInt64>(0)
-    let totalNanoseconds = Atomic<UInt64>(0)
+    let counters: ProgramCounters
 
     /// `owner` keeps whatever backs `entry` (JIT memory, maps) alive as long as the program is attached.
-    public init(name: String, entry: Entry, sideEffectFreeEntry: Entry? = nil, owner: (any Sendable)? = nil) {
+    public convenience init(name: String, entry: Entry, sideEffectFreeEntry: Entry? = nil, owner: (any Sendable)? = nil) {
+        self.init(name: name, entry: entry, sideEffectFreeEntry: sideEffectFreeEntry, owner: owner, counters: ProgramCounters())
+    }
+
+    private init(name: String, entry: Entry, sideEffectFreeEntry: Entry?, owner: (any Sendable)?, counters: ProgramCounters) {
         self.name = name
         self.entry = entry
         self.sideEffectFreeEntry = sideEffectFreeEntry
         self.owner = owner
+        self.counters = counters
+    }
+
+    /// The same program counting into `old`'s statistics (used when it replaces `old` under one id).
+    func continuingStatistics(of old: FilterProgram) -> FilterProgram {
+        FilterProgram(name: name, entry: entry, sideEffectFreeEntry: sideEffectFreeEntry, owner: owner, counters: old.counters)
     }
 
     @inline(__always)
@@ -96,16 +111,16 @@ public final class FilterProgram: Sendable {
         let t0 = monotonicNanoseconds()
         let r = entry(data, UInt64(length))
         let t1 = monotonicNanoseconds()
-        runs.add(1, ordering: .relaxed)
-        if r == 1 { matches.add(1, ordering: .relaxed) }
-        totalNanoseconds.add(t1 &- t0, ordering: .relaxed)
+        counters.runs.add(1, ordering: .relaxed)
+        if r == 1 { counters.matches.add(1, ordering: .relaxed) }
+        counters.totalNanoseconds.add(t1 &- t0, ordering: .relaxed)
         return r
     }
 
     public var statistics: FilterProgramStatistics {
-        FilterProgramStatistics(name: name, runs: runs.load(ordering: .relaxed),
-                                matches: matches.load(ordering: .relaxed),
-                                totalNanoseconds: totalNanoseconds.load(ordering: .relaxed))
+        FilterProgramStatistics(name: name, runs: counters.runs.load(ordering: .relaxed),
+                                matches: counters.matches.load(ordering: .relaxed),
+                                totalNanoseconds: counters.totalNanoseconds.load(ordering: .relaxed))
     }
 }
 

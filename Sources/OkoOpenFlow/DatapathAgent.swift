@@ -96,6 +96,9 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
         state.withLock { $0.config = config }
     }
 
+    /// The bridge coalesces rule publications; a barrier reply promises that earlier flow-mods are in effect.
+    public func barrier() { bridge.publishPendingChanges() }
+
     public func apply(_ flowMod: FlowMod) throws(OpenFlowError) {
         guard flowMod.bufferID == openFlowNoBuffer else {
             throw OpenFlowError(.badRequest, BadRequestCode.bufferUnknown, "switch has no packet buffers")

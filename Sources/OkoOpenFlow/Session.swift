@@ -25,6 +25,12 @@ public protocol SwitchAgent: AnyObject {
     func multipart(_ request: MultipartRequest.Body) throws(OpenFlowError) -> MultipartReply.Body
     /// Handles an Oko extension message; returns the messages to send back (e.g. DUMP_MAP_REPLY).
     func handle(_ message: OkoMessage) throws(OpenFlowError) -> [OkoMessage]
+    /// Called before a BARRIER_REPLY: every change applied so far must be in effect when it returns.
+    func barrier()
+}
+
+extension SwitchAgent {
+    public func barrier() {}
 }
 
 /// Controller roles shared by all connections of one switch (OpenFlow 1.3 section 6.3.7): at most one
@@ -356,6 +362,7 @@ public final class OpenFlowSession {
                 send(.multipartReply(fragment), xid: xid, version: version, into: &output)
             }
         case .barrierRequest:
+            agent.barrier()
             send(.barrierReply, xid: xid, version: version, into: &output)
         case .roleRequest(let request):
             send(.roleReply(try roles.request(connectionID, request)), xid: xid, version: version, into: &output)

@@ -9,6 +9,7 @@ import Glibc
     @Test func updatesWhilePacketsFlowLoseNothingAndReclaimSnapshots() throws {
         let sw = TestSwitch()
         try sw.bridge.addFlow(priority: 1, match: match((.inPort, 1)), instructions: .apply([.output(2)]))
+        sw.bridge.publishPendingChanges()
         sw.pmd.start()
         var received = [UInt32: Int]()
         let total = 3000
@@ -33,6 +34,7 @@ import Glibc
             }
             flip.toggle()
             try sw.bridge.modifyFlows(match: FlowMatch(), instructions: .apply([.output(flip ? 3 : 2)]))
+            sw.bridge.publishPendingChanges()  // rounds are shorter than the coalescing window
         }
         #expect(roundsOnExpectedPort == total / 100)
         var waited = 0
@@ -74,6 +76,7 @@ import Glibc
         let sw = TestSwitch()
         try sw.bridge.addFlow(priority: 1, match: match((.inPort, 1)), instructions: .apply([.output(3)]))
         try sw.bridge.addFlow(priority: 1, match: match((.inPort, 2)), instructions: .apply([.output(3)]))
+        sw.bridge.publishPendingChanges()
         let a = PMDThread(bridges: [sw.bridge], index: 0, threadCount: 2)
         let b = PMDThread(bridges: [sw.bridge], index: 1, threadCount: 2)
         a.start()
