@@ -223,6 +223,8 @@ public final class Bridge: @unchecked Sendable {
         var lastPublished: UInt64 = 0
         /// A publisher thread runs (it exits after a quiet spell).
         var publisherRunning = false
+        /// Match shapes that passed prerequisite validation.
+        var validShapes: Set<MatchShape> = []
     }
 
     public init(name: String, buffers: any PacketBufferBackend, tableCount: Int = 16,
@@ -336,10 +338,31 @@ public final class Bridge: @unchecked Sendable {
 
     // MARK: flows
 
+    /// What OpenFlow prerequisite checking depends on: the mask and the prerequisite fields' values.
+    private struct MatchShape: Hashable {
+        let mask: FlowKey
+        let prerequisites: FlowKey
+        static let prerequisiteFields: FlowKey = {
+            var m = FlowKey()
+            for f in [FlowField.ethType, .ipProto, .vlanVID] { m.setAllBits(f) }
+            return m
+        }()
+        init(_ match: FlowMatch) {
+            mask = match.mask
+            prerequisites = match.key.masked(by: MatchShape.prerequisiteFields).masked(by: match.mask)
+        }
+    }
+
     private func validate(_ match: FlowMatch, _ instructions: FlowInstructions, table: UInt8,
-                          _ s: ControlState) throws(FlowError) {
+                          _ s: inout ControlState) throws(FlowError) {
         guard Int(table) < tableCount else { throw .badTable(table) }
-        try match.validate()
+        // Bulk loads repeat a few shapes: remember the ones that passed (the check walks every field).
+        let shape = MatchShape(match)
+        if !s.validShapes.contains(shape) {
+            try match.validate()
+            if s.validShapes.count >= 4096 { s.validShapes.removeAll(keepingCapacity: true) }
+            s.validShapes.insert(shape)
+        }
         if let p = match.filterProgram, s.programs[p] == nil { throw .unknownProgram(p) }
         if let g = instructions.gotoTable {
             guard Int(g) < tableCount else { throw .badTable(g) }
@@ -350,7 +373,7 @@ public final class Bridge: @unchecked Sendable {
         }
     }
 
-    private func validate(_ a: FlowAction, _ s: ControlState) throws(FlowError) {
+    private func validate(_ a: FlowAction, _ s: borrowing ControlState) throws(FlowError) {
         switch a {
         case .output(let p, _):
             if p < OFPort.max && !s.ports.contains(where: { $0.number == p }) { throw .unknownPort(p) }
@@ -380,7 +403,7 @@ public final class Bridge: @unchecked Sendable {
                                     idleTimeout: idleTimeout, hardTimeout: hardTimeout, sendFlowRemoved: sendFlowRemoved,
                                     checkOverlap: checkOverlap)
         try control.withLock { s throws(FlowError) in
-            try validate(match, instructions, table: table, s)
+            try validate(match, instructions, table: table, &s)
             let t = Int(table)
             if checkOverlap, s.tables[t].rules.contains(where: { Bridge.overlaps($0, priority: priority, match: match) }) {
                 throw .overlap
@@ -396,7 +419,7 @@ public final class Bridge: @unchecked Sendable {
         try control.withLock { s throws(FlowBatchError) in
             for (i, a) in additions.enumerated() {
                 do throws(FlowError) {
-                    try validate(a.match, a.instructions, table: a.table, s)
+                    try validate(a.match, a.instructions, table: a.table, &s)
                     if a.checkOverlap {
                         let inTable = s.tables[Int(a.table)].rules.contains { Bridge.overlaps($0, priority: a.priority, match: a.match) }
                         let inBatch = additions[..<i].contains { b in
@@ -445,7 +468,7 @@ public final class Bridge: @unchecked Sendable {
         try control.withLock { s throws(FlowError) -> Int in
             var count = 0
             for t in 0..<tableCount where table == nil || Int(table!) == t {
-                try validate(FlowMatch(), instructions, table: UInt8(t), s)
+                try validate(FlowMatch(), instructions, table: UInt8(t), &s)
                 for r in selected(s, table: t, match: match, strict: strict, priority: priority, cookie: cookie, cookieMask: cookieMask) {
                     s.tables[t].update(r.with(instructions: instructions, cookie: r.cookie))
                     count += 1

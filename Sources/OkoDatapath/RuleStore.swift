@@ -9,23 +9,60 @@
 //   object they already built, so a publication costs O(changed chunks + number of chunks).
 // - New rules go into the group's newest ("tail") chunk. A tail holding `tailCapacity` rules is sealed and
 //   a new tail opened; sealing merges the newest sealed chunk into the previous one while it is at least
-//   half its size (the logarithmic method). So a mask holds O(log n) chunks and each rule is rebuilt
-//   O(log n) times over its life: adding n rules one by one costs O(n log n) subtable work, not O(n^2).
+//   as large (the logarithmic method, a binary counter of chunk sizes). So a mask holds O(log n) chunks
+//   and each rule is rebuilt O(log n) times over its life: adding n rules one by one costs O(n log n)
+//   subtable work, not O(n^2).
 // - Several chunks of one mask become several subtables with that mask. The classifier already returns the
 //   best rule over all subtables (ordered by max priority), so the split is invisible to packets; it costs
 //   one more probe per chunk on a cache miss only, and the megaflow mask is unchanged.
 // - Not thread-safe: it lives in the bridge's control state, under the bridge's control mutex.
 
-/// A rule's identity inside its table.
+/// A rule's identity inside its table. The hash is computed once, with the classifier's cheap key hash
+/// (the store hashes an identity several times per change; synthesized hashing of 25 words dominated).
 struct RuleIdentity: Hashable {
     let priority: UInt16
     let match: FlowMatch
+    private let cachedHash: UInt32
+
+    init(priority: UInt16, match: FlowMatch) {
+        self.priority = priority
+        self.match = match
+        var h = match.key.fastHash &* 0x9E37_79B1 ^ match.mask.fastHash ^ UInt32(priority) << 7
+        if let p = match.filterProgram { h = (h ^ p) &* 0x85EB_CA6B }
+        cachedHash = h
+    }
+
+    static func == (a: RuleIdentity, b: RuleIdentity) -> Bool {
+        a.cachedHash == b.cachedHash && a.priority == b.priority && a.match == b.match
+    }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(cachedHash) }
+}
+
+/// A rule in the store: where it lives, so removal and merges need no dictionary work.
+final class StoredRule {
+    var rule: FlowRule
+    let identity: RuleIdentity
+    /// Insertion order, for listings (equal priorities list oldest first).
+    let sequence: UInt64
+    /// The chunk holding it; chunks outlive their members (emptied before they are dropped).
+    unowned(unsafe) var chunk: RuleChunk
+    /// Index in `chunk.members`.
+    var position: Int
+
+    init(rule: FlowRule, identity: RuleIdentity, sequence: UInt64, chunk: RuleChunk, position: Int) {
+        self.rule = rule
+        self.identity = identity
+        self.sequence = sequence
+        self.chunk = chunk
+        self.position = position
+    }
 }
 
 /// Rules that back one subtable.
 final class RuleChunk {
-    var rules: [RuleIdentity: FlowRule] = [:]
-    /// The subtable built from `rules`; nil while the chunk has unpublished changes.
+    var members: [StoredRule] = []
+    /// The subtable built from `members`; nil while the chunk has unpublished changes.
     var subtable: Subtable?
 }
 
@@ -38,17 +75,12 @@ final class MaskGroup {
 
 struct TableRules {
     /// Rules a tail chunk takes before it is sealed (bounds the work of publishing one more rule).
-    static let tailCapacity = 256
-
-    private struct Stored {
-        var rule: FlowRule
-        /// Insertion order, for listings (equal priorities list oldest first).
-        let sequence: UInt64
-        var chunk: RuleChunk
-    }
+    static let tailCapacity = 128
 
     private var groups: [FlowKey: MaskGroup] = [:]
-    private var index: [RuleIdentity: Stored] = [:]
+    /// The group used last (bulk loads add many rules of one mask in a row).
+    private var lastGroup: MaskGroup?
+    private var index: [RuleIdentity: StoredRule] = [:]
     /// Rules with an idle or hard timeout (the only ones expiry has to look at).
     private(set) var timed: Set<RuleIdentity> = []
     private var nextSequence: UInt64 = 0
@@ -71,26 +103,34 @@ struct TableRules {
         }.map(\.rule)
     }
 
+    private mutating func group(for mask: FlowKey) -> MaskGroup {
+        if let g = lastGroup, g.mask == mask { return g }
+        let g: MaskGroup
+        if let existing = groups[mask] {
+            g = existing
+        } else {
+            g = MaskGroup(mask: mask)
+            groups[mask] = g
+        }
+        lastGroup = g
+        return g
+    }
+
     /// Inserts `rule`, replacing (and returning) a rule with the same priority and match.
     @discardableResult
     mutating func insert(_ rule: FlowRule) -> FlowRule? {
         let id = RuleIdentity(priority: rule.priority, match: rule.match)
         let replaced = remove(id)
-        let group: MaskGroup
-        if let g = groups[rule.match.mask] {
-            group = g
-        } else {
-            group = MaskGroup(mask: rule.match.mask)
-            groups[rule.match.mask] = group
-        }
-        if group.chunks.isEmpty || group.chunks[group.chunks.count - 1].rules.count >= Self.tailCapacity {
+        let group = group(for: rule.match.mask)
+        if group.chunks.isEmpty || group.chunks[group.chunks.count - 1].members.count >= Self.tailCapacity {
             seal(group)
             group.chunks.append(RuleChunk())
         }
         let tail = group.chunks[group.chunks.count - 1]
-        tail.rules[id] = rule
+        let stored = StoredRule(rule: rule, identity: id, sequence: nextSequence, chunk: tail, position: tail.members.count)
+        tail.members.append(stored)
         tail.subtable = nil
-        index[id] = Stored(rule: rule, sequence: nextSequence, chunk: tail)
+        index[id] = stored
         nextSequence &+= 1
         if rule.idleTimeout > 0 || rule.hardTimeout > 0 { timed.insert(id) }
         changed = true
@@ -99,12 +139,9 @@ struct TableRules {
 
     /// Swaps in a new version of an existing rule (same identity), keeping its place in listings.
     mutating func update(_ rule: FlowRule) {
-        let id = RuleIdentity(priority: rule.priority, match: rule.match)
-        guard var stored = index[id] else { return }
+        guard let stored = index[RuleIdentity(priority: rule.priority, match: rule.match)] else { return }
         stored.rule = rule
-        stored.chunk.rules[id] = rule
         stored.chunk.subtable = nil
-        index[id] = stored
         changed = true
     }
 
@@ -112,28 +149,39 @@ struct TableRules {
     @discardableResult
     mutating func remove(_ id: RuleIdentity) -> FlowRule? {
         guard let stored = index.removeValue(forKey: id) else { return nil }
-        timed.remove(id)
+        if stored.rule.idleTimeout > 0 || stored.rule.hardTimeout > 0 { timed.remove(id) }
         let chunk = stored.chunk
-        chunk.rules[id] = nil
+        let last = chunk.members.removeLast()
+        if last !== stored {
+            chunk.members[stored.position] = last
+            last.position = stored.position
+        }
         chunk.subtable = nil
-        if chunk.rules.isEmpty, let group = groups[id.match.mask] {
-            group.chunks.removeAll { $0 === chunk }
-            if group.chunks.isEmpty { groups[id.match.mask] = nil }
+        if chunk.members.isEmpty {
+            let g = group(for: id.match.mask)
+            g.chunks.removeAll { $0 === chunk }
+            if g.chunks.isEmpty {
+                groups[id.match.mask] = nil
+                lastGroup = nil
+            }
         }
         changed = true
         return stored.rule
     }
 
-    /// Merges the newest sealed chunks while the newer is at least half the older.
+    /// Merges the newest sealed chunks while the newer is at least as large as the older (a binary counter:
+    /// chunk sizes double from newest to oldest).
     private mutating func seal(_ group: MaskGroup) {
         while group.chunks.count >= 2 {
             let newer = group.chunks[group.chunks.count - 1]
             let older = group.chunks[group.chunks.count - 2]
-            guard newer.rules.count * 2 >= older.rules.count else { break }
-            for (id, rule) in newer.rules {
-                older.rules[id] = rule
-                index[id]?.chunk = older
+            guard newer.members.count >= older.members.count else { break }
+            for m in newer.members {
+                m.chunk = older
+                m.position = older.members.count
+                older.members.append(m)
             }
+            newer.members = []
             older.subtable = nil
             group.chunks.removeLast()
         }
@@ -145,7 +193,7 @@ struct TableRules {
         var subtables: [Subtable] = []
         for group in groups.values {
             for chunk in group.chunks {
-                if chunk.subtable == nil { chunk.subtable = Subtable(mask: group.mask, rules: Array(chunk.rules.values)) }
+                if chunk.subtable == nil { chunk.subtable = Subtable(mask: group.mask, rules: chunk.members.map(\.rule)) }
                 subtables.append(chunk.subtable!)
             }
         }

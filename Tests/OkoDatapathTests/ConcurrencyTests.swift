@@ -54,11 +54,13 @@ import Glibc
     @Test func ruleChangeTakesEffectWithinAMillisecondOfPublication() throws {
         let sw = TestSwitch()
         try sw.bridge.addFlow(priority: 1, match: FlowMatch(), instructions: .apply([.output(2)]))
+        sw.bridge.publishPendingChanges()
         sw.pmd.start()
         defer { sw.pmd.stop() }
         sw.ports[1]!.inject(tcpPacket)
         while sw.ports[2]!.takeTransmitted().isEmpty { sched_yield() }
         try sw.bridge.modifyFlows(match: FlowMatch(), instructions: .apply([.output(3)]))
+        sw.bridge.publishPendingChanges()
         let t0 = monotonicNanoseconds()
         sw.ports[1]!.inject(tcpPacket)
         var got: [[UInt8]] = []
