@@ -29,16 +29,22 @@
 //
 // Publication is incremental and coalesced: a snapshot reuses the subtables of unchanged rule chunks, and a
 // mutation publishes at once only if the last publication is older than `publicationWindow` (default
-// 0.5 ms); otherwise it is marked pending and a publisher task publishes at the window's end. So a stream of
-// mutations publishes at most once per window and every change is in effect within about one window.
-// `publishPendingChanges()` publishes now: callers use it where an acknowledgement must imply the change is
-// in effect (REST replies, OpenFlow barrier replies); trace and packet-out call it themselves.
+// 0.5 ms); otherwise it is marked pending and the bridge's publisher thread publishes at the window's end. So
+// a stream of mutations publishes at most once per window and every change is in effect within about one
+// window (plus scheduling delay). `publishPendingChanges()` publishes now: callers use it where an
+// acknowledgement must imply the change is in effect (REST replies, OpenFlow barrier replies); trace and
+// packet-out call it themselves. Program attach/replace/detach publish at once.
 //
-// Known limits: busy/idle "cycles" are CLOCK_MONOTONIC nanoseconds; groups do not chain.
+// The NORMAL action's MAC table (MACLearning.swift) is shared by the PMDs without locks (per-slot seqlocks).
 //
-// Control API (Swift, serialised per bridge): addFlow / addFlows (batch) / modifyFlows / deleteFlows (strict or not, cookie
-// masks, out_port), flows(table:), expireFlows(now:), setGroup / deleteGroup, addPort / removePort / ports(),
-// attachProgram / replaceProgram / detachProgram / programs(), publishPendingChanges(), packetOut / takePacketIns, trace(bytes:inPort:programs:).
+// Known limits: busy/idle "cycles" are CLOCK_MONOTONIC nanoseconds; groups do not chain; a packet-out is run
+// against the snapshot its PMD loaded for that poll, which may predate the packet-out by one publication.
+//
+// Control API (Swift, serialised per bridge): addFlow / addFlows (batch, all-or-nothing) / modifyFlows /
+// deleteFlows (strict or not, cookie masks, out_port), flows(table:), flow(table:priority:match:),
+// expireFlows(now:), setGroup / deleteGroup, addPort / removePort / ports(), attachProgram / replaceProgram /
+// detachProgram / programs(), publishPendingChanges(), statistics, packetOut / takePacketIns,
+// trace(bytes:inPort:programs:).
 // Packet threads: PMDThread(bridges:index:threadCount:).start()/stop(), or pollOnce() to drive it inline.
 import Synchronization
 #if canImport(Glibc)

@@ -16,7 +16,11 @@ public final class EpochReclaimer: Sendable {
     private let state = Mutex<State>(State())
     private struct State: @unchecked Sendable {
         var readers: [ReaderSlot] = []
+        /// Retired objects in retirement order (epochs ascending, per retiring thread); `retired[head...]`
+        /// are still held. Reclaiming pops from the head, so a reader that lags (an idle registered PMD)
+        /// makes each retire O(1), not a scan of everything it holds back.
         var retired: [(epoch: UInt64, object: AnyObject)] = []
+        var head = 0
     }
 
     public init() {}
@@ -51,22 +55,30 @@ public final class EpochReclaimer: Sendable {
     /// Releases retired objects no reader can still see; returns how many remain.
     @discardableResult
     public func reclaim() -> Int {
-        let freed: [AnyObject] = state.withLock { s in
+        var freed: [AnyObject] = []
+        let remaining = state.withLock { s -> Int in
             var minEpoch = UInt64.max
             for r in s.readers {
                 let e = r.epoch.load(ordering: .sequentiallyConsistent)
                 if e != 0 { minEpoch = min(minEpoch, e) }
             }
-            var keep: [(epoch: UInt64, object: AnyObject)] = []
-            var out: [AnyObject] = []
-            for item in s.retired {
-                if item.epoch < minEpoch { out.append(item.object) } else { keep.append(item) }
+            // Stop at the first object a reader may still see: a later one retired out of order waits a
+            // little longer, which is safe.
+            while s.head < s.retired.count && s.retired[s.head].epoch < minEpoch {
+                freed.append(s.retired[s.head].object)
+                s.head += 1
             }
-            s.retired = keep
-            return out
+            if s.head == s.retired.count {
+                s.retired.removeAll(keepingCapacity: true)
+                s.head = 0
+            } else if s.head > 1024 && s.head > s.retired.count / 2 {
+                s.retired.removeFirst(s.head)
+                s.head = 0
+            }
+            return s.retired.count - s.head
         }
-        _ = freed  // released here, outside the lock
-        return state.withLock { $0.retired.count }
+        freed.removeAll()  // released here, outside the lock
+        return remaining
     }
 }
 

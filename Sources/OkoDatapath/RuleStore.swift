@@ -75,7 +75,7 @@ final class MaskGroup {
 
 struct TableRules {
     /// Rules a tail chunk takes before it is sealed (bounds the work of publishing one more rule).
-    static let tailCapacity = 128
+    static let tailCapacity = 32
 
     private var groups: [FlowKey: MaskGroup] = [:]
     /// The group used last (bulk loads add many rules of one mask in a row).
