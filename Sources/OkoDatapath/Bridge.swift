@@ -231,6 +231,10 @@ public final class Bridge: @unchecked Sendable {
         var publisherRunning = false
         /// Match shapes that passed prerequisite validation.
         var validShapes: Set<MatchShape> = []
+        /// Rules changed since the last compaction (chunks may be split).
+        var mayBeFragmented = false
+        /// When the last change was made.
+        var lastChange: UInt64 = 0
     }
 
     public init(name: String, buffers: any PacketBufferBackend, tableCount: Int = 16,
@@ -303,9 +307,15 @@ public final class Bridge: @unchecked Sendable {
     /// Called after every change: publishes now, or within the window when the last publication is recent.
     private func changed(_ s: inout ControlState) {
         s.pending = true
+        s.mayBeFragmented = true
         let now = monotonicNanoseconds()
+        s.lastChange = now
         if publicationWindowNanoseconds == 0 || now &- s.lastPublished >= publicationWindowNanoseconds {
             publish(&s)
+            // The publisher thread also compacts split masks once changes stop.
+            if !s.publisherRunning && publicationWindowNanoseconds > 0 && s.tables.contains(where: \.isFragmented) {
+                schedulePublisher(&s, due: now)
+            }
         } else {
             schedulePublisher(&s, due: s.lastPublished &+ publicationWindowNanoseconds)
         }
@@ -334,7 +344,20 @@ public final class Bridge: @unchecked Sendable {
                 }
                 return due - now
             }
-            if now &- idleSince > PublisherThread.idleExit {
+            // Quiet since the last change (which may have published itself without this thread).
+            let quiet = now &- max(idleSince, s.lastChange)
+            if quiet > PublisherThread.compactAfter && s.mayBeFragmented {
+                // Changes stopped: merge split masks back into one subtable each (one rebuild, off the
+                // path of any acknowledgement).
+                s.mayBeFragmented = false
+                var fragmented = false
+                for t in 0..<tableCount where s.tables[t].isFragmented {
+                    s.tables[t].compact()
+                    fragmented = true
+                }
+                if fragmented { publish(&s) }
+            }
+            if quiet > PublisherThread.idleExit {
                 s.publisherRunning = false
                 return nil
             }
@@ -806,10 +829,13 @@ public final class Bridge: @unchecked Sendable {
     }
 }
 
-/// The thread that publishes coalesced changes at the end of their window. A dedicated thread (not a
+/// The thread that publishes coalesced changes at the end of their window and compacts split masks once
+/// changes stop. A dedicated thread (not a
 /// shared pool that busy tests or services can starve) started on the first deferred change; it holds the
 /// bridge weakly and exits after `idleExit` without changes.
 private enum PublisherThread {
+    /// Quiet time after which split masks are compacted, and after which the thread exits.
+    static let compactAfter: UInt64 = 10_000_000
     static let idleExit: UInt64 = 50_000_000
 
     final class Context: @unchecked Sendable {

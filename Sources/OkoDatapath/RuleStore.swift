@@ -14,7 +14,8 @@
 //   subtable work, not O(n^2).
 // - Several chunks of one mask become several subtables with that mask. The classifier already returns the
 //   best rule over all subtables (ordered by max priority), so the split is invisible to packets; it costs
-//   one more probe per chunk on a cache miss only, and the megaflow mask is unchanged.
+//   one more probe per chunk on a cache miss only, and the megaflow mask is unchanged. Once changes stop,
+//   the bridge compacts each mask back into one chunk (`compact()`), so a quiet table probes once per mask.
 // - Not thread-safe: it lives in the bridge's control state, under the bridge's control mutex.
 
 /// A rule's identity inside its table. The hash is computed once, with the classifier's cheap key hash
@@ -204,4 +205,26 @@ struct TableRules {
 
     /// Number of subtables backing the published table (for tests and diagnostics).
     var chunkCount: Int { groups.values.reduce(0) { $0 + $1.chunks.count } }
+
+    /// True when some mask is split over several chunks.
+    var isFragmented: Bool { groups.values.contains { $0.chunks.count > 1 } }
+
+    /// Merges every mask's chunks into one, so a quiet table costs one probe per mask again (the next
+    /// snapshot rebuilds those masks' subtables once).
+    mutating func compact() {
+        for group in groups.values where group.chunks.count > 1 {
+            let first = group.chunks[0]
+            for chunk in group.chunks.dropFirst() {
+                for m in chunk.members {
+                    m.chunk = first
+                    m.position = first.members.count
+                    first.members.append(m)
+                }
+                chunk.members = []
+            }
+            group.chunks = [first]
+            first.subtable = nil
+            changed = true
+        }
+    }
 }

@@ -44,6 +44,13 @@ func dottedQuad(_ a: UInt32) -> String { "\(a >> 24).\(a >> 16 & 0xFF).\(a >> 8 
         #expect(out[3]?.count == 1 && out[2]?.isEmpty == true)
         let first = sw.send([PacketBuilder.tcp4(src: "10.9.9.9", dst: dottedQuad(base), sport: 1, dport: 2)], on: 1)
         #expect(first[2]?.count == 1)
+        // Once changes stop, the publisher compacts the mask back into one subtable.
+        let deadline = monotonicNanoseconds() + 20_000_000_000
+        while sw.bridge.subtableCount(table: 0) > 1 && monotonicNanoseconds() < deadline { usleep(2000) }
+        #expect(sw.bridge.subtableCount(table: 0) == 1)
+        let middle = dottedQuad(base + 54_321)
+        let afterCompaction = sw.send([PacketBuilder.tcp4(src: "10.9.9.9", dst: middle, sport: 1, dport: 2)], on: 1)
+        #expect(afterCompaction[3]?.count == 1)  // 54321 is odd: port 3
     }
 
     @Test func publishPendingChangesMakesARuleVisibleToTheNextPacket() throws {
