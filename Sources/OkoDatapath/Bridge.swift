@@ -835,8 +835,8 @@ public final class Bridge: @unchecked Sendable {
 /// bridge weakly and exits after `idleExit` without changes.
 private enum PublisherThread {
     /// Quiet time after which split masks are compacted, and after which the thread exits.
-    static let compactAfter: UInt64 = 10_000_000
-    static let idleExit: UInt64 = 50_000_000
+    static let compactAfter: UInt64 = 100_000_000
+    static let idleExit: UInt64 = 200_000_000
 
     final class Context: @unchecked Sendable {
         weak var bridge: Bridge?
