@@ -8,8 +8,12 @@
 //   maps) alive. Rules are translated from operator id to datapath id when added.
 // - Invariant: every catalogue entry is attached to its bridge under `datapathID`; entries are removed
 //   only after the bridge detached them (it refuses while rules use the program).
-// - Replacing a program that rules use is refused (409) for now: the datapath has no atomic swap of a
-//   program under a fixed id yet. Unused programs are replaced by detach + attach.
+// - Replacing a program (PUT on a loaded id) swaps it atomically under its datapath id
+//   (`Bridge.replaceProgram`): rules keep naming it, each packet runs the old or the new code, and program
+//   statistics continue. With `keep_maps` the new program is built on the old one's live map instances (no
+//   copy, so no update is lost in between); a map of the new object whose name the old program has must
+//   have the same definition, else 409 naming the map; maps new by name start empty. Unloading (DELETE)
+//   is still refused while rules use the program.
 // - Threads: a Mutex around the dictionary; map reads/writes go through OkoMaps' control-plane API,
 //   which is safe while PMDs run the program.
 import Foundation
@@ -89,9 +93,28 @@ public final class LoadedProgramCatalogue: ProgramCatalogue {
         guard object.count <= limits.maxObjectBytes else {
             throw APIProblem(413, "limits.max_elf_bytes: the object has \(object.count) bytes; the limit is \(limits.maxObjectBytes)")
         }
+        let old = entry(bridge: bridgeName, id: id)
+        let parsed: BPFObjectFile
+        let linked: BPFProgram
+        do throws(BPFLoaderError) {
+            parsed = try BPFObjectFile(bytes: object)
+            linked = try parsed.program(named: section)
+        } catch {
+            throw APIProblem(400, "malformed object: \(error)")
+        }
+        var reused: [LoadedMap]?
+        if keepMaps, let old {
+            for spec in parsed.maps where OkoLoader.FilterProgram.reusable(spec) {
+                guard let oldMap = old.program.map(named: spec.name) else { continue }  // new map: starts empty
+                if let mismatch = OkoLoader.FilterProgram.mapReuseMismatch(new: spec, old: oldMap.spec) {
+                    throw APIProblem(409, "keep_maps: map \(spec.name): \(mismatch)")
+                }
+            }
+            reused = old.program.maps
+        }
         let program: OkoLoader.FilterProgram
         do {
-            program = try OkoLoader.FilterProgram(objectBytes: object, program: section)
+            program = try OkoLoader.FilterProgram(object: parsed, program: linked, reusingMaps: reused)
         } catch {
             switch error {
             case .loader(let e): throw APIProblem(400, "malformed object: \(e)")
@@ -103,25 +126,21 @@ public final class LoadedProgramCatalogue: ProgramCatalogue {
             case .engine(let m): throw APIProblem(422, "engine: \(m)")
             }
         }
-        let old = entry(bridge: bridgeName, id: id)
         try checkLimits(program, bridge: bridgeName, replacing: old == nil ? nil : id)
-        if let old {
-            do { try bridge.detachProgram(old.datapathID) } catch {
-                throw APIProblem(409, "program \(id) is used by rules; delete or change them before replacing it")
-            }
-            if keepMaps {
-                for newMap in program.maps {
-                    guard let oldMap = old.program.map(named: newMap.spec.name),
-                          oldMap.spec.type == newMap.spec.type, oldMap.spec.keySize == newMap.spec.keySize,
-                          oldMap.spec.valueSize == newMap.spec.valueSize
-                    else { continue }
-                    for e in (try? oldMap.map.entries()) ?? [] { try? newMap.map.update(key: e.key, value: e.value) }
-                }
-            }
-        }
         let datapathProgram = OkoDatapath.FilterProgram(name: program.name, entry: program.entry, owner: program)
-        let datapathID = bridge.attachProgram(datapathProgram)
-        state.withLock { $0[bridgeName, default: [:]][id] = Entry(id: id, datapathID: datapathID, program: program, attached: datapathProgram, loadedAt: Date(),
+        let datapathID: UInt32
+        let attached: OkoDatapath.FilterProgram
+        if let old {
+            // Atomic swap under the same datapath id: rules using it keep working throughout.
+            do { attached = try bridge.replaceProgram(old.datapathID, with: datapathProgram) } catch {
+                throw APIProblem(409, "program \(id): \(error)")
+            }
+            datapathID = old.datapathID
+        } else {
+            datapathID = bridge.attachProgram(datapathProgram)
+            attached = datapathProgram
+        }
+        state.withLock { $0[bridgeName, default: [:]][id] = Entry(id: id, datapathID: datapathID, program: program, attached: attached, loadedAt: Date(),
                                                                  objectBytes: object, section: section) }
         return old == nil
     }

@@ -11,8 +11,10 @@
 //   back; what the datapath cannot do (ipv6_flabel, send_maps, ...) is a `SwitchError.unprocessable`.
 // - Threads: every method may be called concurrently (HTTP handlers run in parallel). Service state sits
 //   behind one Mutex held only for dictionary work; bridge calls serialise on the bridge's own mutex.
-//   Bulk adds are all-or-nothing: validated against a scratch conversion first, and rolled back on a
-//   datapath refusal, under the service's per-bridge change lock so concurrent changes do not interleave.
+//   Bulk adds are all-or-nothing: converted first, then handed to the bridge as one batch (validated whole,
+//   one publication), under the service's per-bridge change lock so concurrent changes do not interleave.
+// - Every mutating method publishes the bridge's pending changes before it returns: an acknowledged change
+//   is in effect for packets (the bridge otherwise coalesces publications over a short window).
 import Foundation
 import OkoDatapath
 import OkoSyntax
@@ -231,6 +233,7 @@ public final class SwitchService: Sendable {
             default: throw .unprocessable(error.description)
             }
         }
+        r.bridge.publishPendingChanges()
         state.withLock { _ in r.devargs[assigned] = devargs }
         return try self.port(bridge: name, number: assigned)
     }
@@ -238,6 +241,7 @@ public final class SwitchService: Sendable {
     public func removePort(bridge name: String, number: UInt32) throws(SwitchError) {
         let r = try record(name)
         do { try r.bridge.removePort(number) } catch { throw .notFound("port \(number) does not exist on bridge '\(name)'") }
+        r.bridge.publishPendingChanges()
         state.withLock { _ in r.devargs[number] = nil }
     }
 
@@ -265,35 +269,26 @@ public final class SwitchService: Sendable {
             }
         }
         return try r.changeLock.withLock { _ throws(SwitchError) -> [FlowRecord] in
-            let before = r.bridge.flows()
-            try checkRuleLimit(converted.map { RuleKey(table: $0.0.table, priority: $0.0.priority, match: $0.1) }, existing: before)
-            var added: [RuleKey] = []
-            for (index, (spec, match, instructions)) in converted.enumerated() {
-                do {
-                    try r.bridge.addFlow(table: spec.table, priority: spec.priority, match: match, instructions: instructions,
-                                         cookie: spec.cookie, idleTimeout: spec.idleTimeout, hardTimeout: spec.hardTimeout,
-                                         sendFlowRemoved: spec.sendFlowRemoved, checkOverlap: spec.checkOverlap)
-                    added.append(RuleKey(table: spec.table, priority: spec.priority, match: match))
-                } catch {
-                    // Roll back: remove what this batch added and restore rules it replaced.
-                    for key in added {
-                        r.bridge.deleteFlows(table: key.table, match: key.match, strict: true, priority: key.priority)
-                    }
-                    for old in before where added.contains(RuleKey(table: old.table, priority: old.priority, match: old.match)) {
-                        try? r.bridge.addFlow(table: old.table, priority: old.priority, match: old.match,
-                                              instructions: old.instructions, cookie: old.cookie,
-                                              idleTimeout: old.idleTimeout, hardTimeout: old.hardTimeout)
-                    }
-                    let prefix = specs.count > 1 ? "flows[\(index)]: " : ""
-                    if (error as? FlowError) == .overlap { throw .conflict(prefix + "\(error)") }
-                    throw .unprocessable(prefix + "\(error)")
-                }
+            try checkRuleLimit(converted.map { RuleKey(table: $0.0.table, priority: $0.0.priority, match: $0.1) },
+                               existing: r.bridge.flows())
+            // One all-or-nothing batch and one publication, in effect when this returns.
+            let additions = converted.map { spec, match, instructions in
+                FlowAddition(table: spec.table, priority: spec.priority, match: match, instructions: instructions,
+                             cookie: spec.cookie, idleTimeout: spec.idleTimeout, hardTimeout: spec.hardTimeout,
+                             sendFlowRemoved: spec.sendFlowRemoved, checkOverlap: spec.checkOverlap)
             }
+            do throws(FlowBatchError) {
+                try r.bridge.addFlows(additions)
+            } catch {
+                let prefix = specs.count > 1 ? "flows[\(error.index)]: " : ""
+                if error.error == .overlap { throw .conflict(prefix + "\(error.error)") }
+                throw .unprocessable(prefix + "\(error.error)")
+            }
+            r.bridge.publishPendingChanges()
+            let added = additions.map { RuleKey(table: $0.table, priority: $0.priority, match: $0.match) }
             state.withLock { _ in for key in added { r.origins[key] = origin } }
-            let entries = r.bridge.flows()
             return added.compactMap { key in
-                entries.first { $0.table == key.table && $0.priority == key.priority && $0.match == key.match }
-                    .map { self.record(for: $0, in: r) }
+                r.bridge.flow(table: key.table, priority: key.priority, match: key.match).map { self.record(for: $0, in: r) }
             }
         }
     }
@@ -396,8 +391,10 @@ public final class SwitchService: Sendable {
         do {
             let match = datapathMatch(try FlowConversion.match(spec, checkPrerequisites: false), bridge: name)
             let instructions = try FlowConversion.instructions(spec)
-            return try r.bridge.modifyFlows(table: spec.table, match: match, strict: strict,
-                                            priority: strict ? spec.priority : nil, instructions: instructions)
+            let count = try r.bridge.modifyFlows(table: spec.table, match: match, strict: strict,
+                                                 priority: strict ? spec.priority : nil, instructions: instructions)
+            r.bridge.publishPendingChanges()
+            return count
         } catch let error as SwitchError { throw error } catch let error as FlowError {
             throw .unprocessable(error.description)
         } catch { throw .unprocessable("\(error)") }
@@ -420,6 +417,7 @@ public final class SwitchService: Sendable {
                                          priority: current.priority, instructions: instructions)
             }
         } catch { throw .unprocessable(error.description) }
+        r.bridge.publishPendingChanges()
         return try flow(bridge: name, id: id)
     }
 
@@ -427,6 +425,7 @@ public final class SwitchService: Sendable {
         let r = try record(name)
         let entry = try flow(bridge: name, id: id).entry
         r.bridge.deleteFlows(table: entry.table, match: entry.match, strict: true, priority: entry.priority)
+        r.bridge.publishPendingChanges()
         pruneIDs(r)
     }
 
@@ -439,6 +438,7 @@ public final class SwitchService: Sendable {
         let removed = r.bridge.deleteFlows(table: table, match: match, strict: strict, priority: strict ? (priority ?? filter.priority) : priority,
                                            cookie: cookie ?? 0, cookieMask: cookie == nil ? 0 : cookieMask,
                                            outPort: outPort ?? OFPort.any)
+        r.bridge.publishPendingChanges()
         pruneIDs(r)
         return removed.count
     }

@@ -19,21 +19,37 @@
 // Filter programs see the packet as received (before apply-actions of earlier tables); later tables' field
 // matches see set-field changes through the key.
 //
-// Thread model and reclamation: control-plane calls serialise on the bridge's control mutex, build an
-// immutable `BridgeSnapshot` and publish it with one atomic pointer store. PMD threads load the pointer once
+// Thread model and reclamation: control-plane calls serialise on the bridge's control mutex, change the
+// control-side state (rules grouped by mask in `TableRules`, see RuleStore.swift) and publish an immutable
+// `BridgeSnapshot` with one atomic pointer store. PMD threads load the pointer once
 // per batch without locking or reference counting, and announce quiescence after every batch; a replaced
 // snapshot is retired to the `EpochReclaimer` and released only after every online PMD passed a quiescent
 // point. So a packet sees one whole snapshot, changes apply within one batch, and readers never lock.
 // Counters are relaxed atomics; per-rule counts are aggregated per megaflow entry and flushed once per batch.
 //
-// Known limits: the NORMAL action's MAC table takes a mutex per packet (only for NORMAL traffic); SCTP's
-// CRC32c is not updated by set-field; busy/idle "cycles" are CLOCK_MONOTONIC nanoseconds; groups do not chain.
+// Publication is incremental and coalesced: a snapshot reuses the subtables of unchanged rule chunks, and a
+// mutation publishes at once only if the last publication is older than `publicationWindow` (default
+// 0.5 ms); otherwise it is marked pending and the bridge's publisher thread publishes at the window's end. So
+// a stream of mutations publishes at most once per window and every change is in effect within about one
+// window (plus scheduling delay). `publishPendingChanges()` publishes now: callers use it where an
+// acknowledgement must imply the change is in effect (REST replies, OpenFlow barrier replies); trace and
+// packet-out call it themselves. Program attach/replace/detach publish at once.
 //
-// Control API (Swift, serialised per bridge): addFlow / modifyFlows / deleteFlows (strict or not, cookie
-// masks, out_port), flows(table:), expireFlows(now:), setGroup / deleteGroup, addPort / removePort / ports(),
-// attachProgram / detachProgram / programs(), packetOut / takePacketIns, trace(bytes:inPort:programs:).
+// The NORMAL action's MAC table (MACLearning.swift) is shared by the PMDs without locks (per-slot seqlocks).
+//
+// Known limits: busy/idle "cycles" are CLOCK_MONOTONIC nanoseconds; groups do not chain; a packet-out is run
+// against the snapshot its PMD loaded for that poll, which may predate the packet-out by one publication.
+//
+// Control API (Swift, serialised per bridge): addFlow / addFlows (batch, all-or-nothing) / modifyFlows /
+// deleteFlows (strict or not, cookie masks, out_port), flows(table:), flow(table:priority:match:),
+// expireFlows(now:), setGroup / deleteGroup, addPort / removePort / ports(), attachProgram / replaceProgram /
+// detachProgram / programs(), publishPendingChanges(), statistics, packetOut / takePacketIns,
+// trace(bytes:inPort:programs:).
 // Packet threads: PMDThread(bridges:index:threadCount:).start()/stop(), or pollOnce() to drive it inline.
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public struct GroupBucket: Sendable, Equatable {
     public var weight: UInt16
@@ -151,12 +167,47 @@ struct PipelineDecision {
     var tablesVisited: [(table: UInt8, rule: FlowRule?)] = []
 }
 
+/// One rule of a batch add (`Bridge.addFlows`).
+public struct FlowAddition: Sendable {
+    public var table: UInt8
+    public var priority: UInt16
+    public var match: FlowMatch
+    public var instructions: FlowInstructions
+    public var cookie: UInt64
+    public var idleTimeout: UInt16
+    public var hardTimeout: UInt16
+    public var sendFlowRemoved: Bool
+    public var checkOverlap: Bool
+
+    public init(table: UInt8 = 0, priority: UInt16, match: FlowMatch, instructions: FlowInstructions, cookie: UInt64 = 0,
+                idleTimeout: UInt16 = 0, hardTimeout: UInt16 = 0, sendFlowRemoved: Bool = false, checkOverlap: Bool = false) {
+        self.table = table
+        self.priority = priority
+        self.match = match
+        self.instructions = instructions
+        self.cookie = cookie
+        self.idleTimeout = idleTimeout
+        self.hardTimeout = hardTimeout
+        self.sendFlowRemoved = sendFlowRemoved
+        self.checkOverlap = checkOverlap
+    }
+}
+
+/// A refused batch: the index of the first rule at fault and why (nothing of the batch was applied).
+public struct FlowBatchError: Error, Equatable, CustomStringConvertible {
+    public var index: Int
+    public var error: FlowError
+    public var description: String { "flows[\(index)]: \(error)" }
+}
+
 /// A software bridge: ports, flow tables, groups, filter programs.
 public final class Bridge: @unchecked Sendable {
     public let name: String
     public let tableCount: Int
     public let buffers: any PacketBufferBackend
     let reclaimer: EpochReclaimer
+    /// Longest a change waits for publication when changes arrive faster than this (0: publish every change).
+    public let publicationWindowNanoseconds: UInt64
     private let published: Atomic<UnsafeMutableRawPointer>
     private let control: Mutex<ControlState>
     let macTable = MACLearningTable()
@@ -164,6 +215,7 @@ public final class Bridge: @unchecked Sendable {
     let packetOutQueue: BoundedQueue<PendingPacketOut>
     /// SEND_MAPS notices from packet threads (bounded: `MapsNotice.queueCapacity`, extra ones dropped).
     let mapsNoticeQueue = BoundedQueue<MapsNotice>(capacity: MapsNotice.queueCapacity)
+    private let publicationCount = Atomic<UInt64>(0)
 
     struct PendingPacketOut: Sendable {
         var bytes: [UInt8]
@@ -173,24 +225,37 @@ public final class Bridge: @unchecked Sendable {
 
     private struct ControlState: @unchecked Sendable {
         var current: BridgeSnapshot
-        var rules: [[FlowRule]]
+        var tables: [TableRules]
         var ports: [PortSlot] = []
         var groups: [UInt32: GroupDescription] = [:]
         var programs: [UInt32: FilterProgram] = [:]
         var nextProgramID: UInt32 = 1
+        /// Changes not yet published.
+        var pending = false
+        var lastPublished: UInt64 = 0
+        /// A publisher thread runs (it exits after a quiet spell).
+        var publisherRunning = false
+        /// Match shapes that passed prerequisite validation.
+        var validShapes: Set<MatchShape> = []
+        /// Rules changed since the last compaction (chunks may be split).
+        var mayBeFragmented = false
+        /// When the last change was made.
+        var lastChange: UInt64 = 0
     }
 
     public init(name: String, buffers: any PacketBufferBackend, tableCount: Int = 16,
                 reclaimer: EpochReclaimer = EpochReclaimer(), packetInCapacity: Int = 1024,
-                packetOutCapacity: Int = 1024) {
+                packetOutCapacity: Int = 1024, publicationWindow: Duration = .microseconds(500)) {
         self.name = name
         self.tableCount = tableCount
         self.buffers = buffers
         self.reclaimer = reclaimer
+        let (seconds, attoseconds) = publicationWindow.components
+        publicationWindowNanoseconds = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds / 1_000_000_000))
         let empty = BridgeSnapshot(generation: 1, tables: (0..<tableCount).map { _ in TableSnapshot(subtables: []) },
                                    ports: [], groups: [:], programs: [:])
         published = Atomic(Unmanaged.passUnretained(empty).toOpaque())
-        control = Mutex(ControlState(current: empty, rules: Array(repeating: [], count: tableCount)))
+        control = Mutex(ControlState(current: empty, tables: Array(repeating: TableRules(), count: tableCount)))
         packetInQueue = BoundedQueue(capacity: packetInCapacity)
         packetOutQueue = BoundedQueue(capacity: packetOutCapacity)
     }
@@ -201,38 +266,138 @@ public final class Bridge: @unchecked Sendable {
         Unmanaged.fromOpaque(published.load(ordering: .acquiring))
     }
 
+    /// Generation of the published snapshot (pending changes are not counted until published).
     public var generation: UInt64 { control.withLock { $0.current.generation } }
+
+    /// True while some change waits for its publication.
+    public var hasPendingChanges: Bool { control.withLock { $0.pending } }
+
+    /// Number of snapshots published so far (diagnostics: how well changes coalesce).
+    public var publications: UInt64 { publicationCount.load(ordering: .relaxed) }
 
     // MARK: publication
 
-    private func publish(_ s: inout ControlState, rebuild tables: Set<Int>) {
-        var newTables = s.current.tables
-        for t in tables {
-            var byMask: [FlowKey: [FlowRule]] = [:]
-            for r in s.rules[t] { byMask[r.match.mask, default: []].append(r) }
-            newTables[t] = TableSnapshot(subtables: byMask.map { Subtable(mask: $0.key, rules: $0.value) })
+    /// Publishes every pending change now; on return, packets classified from now on see them.
+    public func publishPendingChanges() {
+        control.withLock { s in
+            if s.pending { publish(&s) }
         }
-        let next = BridgeSnapshot(generation: s.current.generation + 1, tables: newTables, ports: s.ports,
+    }
+
+    /// Builds and publishes a snapshot of the control state (only changed rule chunks are rebuilt).
+    private func publish(_ s: inout ControlState) {
+        var tables: [TableSnapshot] = []
+        tables.reserveCapacity(tableCount)
+        for t in 0..<tableCount { tables.append(s.tables[t].snapshot()) }
+        var next = BridgeSnapshot(generation: s.current.generation + 1, tables: tables, ports: s.ports,
                                   groups: [:], programs: s.programs)
-        // Groups compile against the new port set.
-        let groups = s.groups.mapValues { g in
-            CompiledGroup(type: g.type, buckets: g.buckets.map { next.compile($0.actions, table: 0, cookie: 0) },
-                          weights: g.buckets.map(\.weight))
+        if !s.groups.isEmpty {
+            // Groups compile against the new port set.
+            let ports = next
+            let groups = s.groups.mapValues { g in
+                CompiledGroup(type: g.type, buckets: g.buckets.map { ports.compile($0.actions, table: 0, cookie: 0) },
+                              weights: g.buckets.map(\.weight))
+            }
+            next = BridgeSnapshot(generation: ports.generation, tables: tables, ports: s.ports, groups: groups,
+                                  programs: s.programs)
         }
-        let final = BridgeSnapshot(generation: next.generation, tables: newTables, ports: s.ports, groups: groups,
-                                   programs: s.programs)
         let old = s.current
-        s.current = final
-        published.store(Unmanaged.passUnretained(final).toOpaque(), ordering: .releasing)
+        s.current = next
+        s.pending = false
+        s.lastPublished = monotonicNanoseconds()
+        published.store(Unmanaged.passUnretained(next).toOpaque(), ordering: .releasing)
+        publicationCount.add(1, ordering: .relaxed)
         reclaimer.retire(old)
+    }
+
+    /// Called after every change: publishes now, or within the window when the last publication is recent.
+    private func changed(_ s: inout ControlState) {
+        s.pending = true
+        s.mayBeFragmented = true
+        let now = monotonicNanoseconds()
+        s.lastChange = now
+        if publicationWindowNanoseconds == 0 || now &- s.lastPublished >= publicationWindowNanoseconds {
+            publish(&s)
+            // The publisher thread also compacts split masks once changes stop.
+            if !s.publisherRunning && publicationWindowNanoseconds > 0 && s.tables.contains(where: \.isFragmented) {
+                schedulePublisher(&s, due: now)
+            }
+        } else {
+            schedulePublisher(&s, due: s.lastPublished &+ publicationWindowNanoseconds)
+        }
+    }
+
+    private func schedulePublisher(_ s: inout ControlState, due: UInt64) {
+        guard !s.publisherRunning else { return }
+        s.publisherRunning = true
+        if !PublisherThread.start(for: self) {
+            s.publisherRunning = false
+            publish(&s)  // no thread to wait for the window: publish now rather than late
+        }
+    }
+
+    /// One step of the publisher thread: publishes what is due. Returns how long to sleep before the next
+    /// step, or nil when the thread should exit (nothing pending for a while; the next deferral restarts it).
+    fileprivate func publisherStep(idleSince: inout UInt64) -> UInt64? {
+        control.withLock { s -> UInt64? in
+            let now = monotonicNanoseconds()
+            if s.pending {
+                idleSince = now
+                let due = s.lastPublished &+ publicationWindowNanoseconds
+                if now >= due {
+                    publish(&s)
+                    return publicationWindowNanoseconds
+                }
+                return due - now
+            }
+            // Quiet since the last change (which may have published itself without this thread).
+            let quiet = now &- max(idleSince, s.lastChange)
+            if quiet > PublisherThread.compactAfter && s.mayBeFragmented {
+                // Changes stopped: merge split masks back into one subtable each (one rebuild, off the
+                // path of any acknowledgement).
+                s.mayBeFragmented = false
+                var fragmented = false
+                for t in 0..<tableCount where s.tables[t].isFragmented {
+                    s.tables[t].compact()
+                    fragmented = true
+                }
+                if fragmented { publish(&s) }
+            }
+            if quiet > PublisherThread.idleExit {
+                s.publisherRunning = false
+                return nil
+            }
+            return publicationWindowNanoseconds
+        }
     }
 
     // MARK: flows
 
+    /// What OpenFlow prerequisite checking depends on: the mask and the prerequisite fields' values.
+    private struct MatchShape: Hashable {
+        let mask: FlowKey
+        let prerequisites: FlowKey
+        static let prerequisiteFields: FlowKey = {
+            var m = FlowKey()
+            for f in [FlowField.ethType, .ipProto, .vlanVID] { m.setAllBits(f) }
+            return m
+        }()
+        init(_ match: FlowMatch) {
+            mask = match.mask
+            prerequisites = match.key.masked(by: MatchShape.prerequisiteFields).masked(by: match.mask)
+        }
+    }
+
     private func validate(_ match: FlowMatch, _ instructions: FlowInstructions, table: UInt8,
-                          _ s: ControlState) throws(FlowError) {
+                          _ s: inout ControlState) throws(FlowError) {
         guard Int(table) < tableCount else { throw .badTable(table) }
-        try match.validate()
+        // Bulk loads repeat a few shapes: remember the ones that passed (the check walks every field).
+        let shape = MatchShape(match)
+        if !s.validShapes.contains(shape) {
+            try match.validate()
+            if s.validShapes.count >= 4096 { s.validShapes.removeAll(keepingCapacity: true) }
+            s.validShapes.insert(shape)
+        }
         if let p = match.filterProgram, s.programs[p] == nil { throw .unknownProgram(p) }
         if let g = instructions.gotoTable {
             guard Int(g) < tableCount else { throw .badTable(g) }
@@ -243,7 +408,7 @@ public final class Bridge: @unchecked Sendable {
         }
     }
 
-    private func validate(_ a: FlowAction, _ s: ControlState) throws(FlowError) {
+    private func validate(_ a: FlowAction, _ s: borrowing ControlState) throws(FlowError) {
         switch a {
         case .output(let p, _):
             if p < OFPort.max && !s.ports.contains(where: { $0.number == p }) { throw .unknownPort(p) }
@@ -253,27 +418,60 @@ public final class Bridge: @unchecked Sendable {
         }
     }
 
-    /// Adds a rule; an identical (table, priority, match) rule is replaced (counters reset unless `resetCounts` false).
+    private static func overlaps(_ r: FlowRule, priority: UInt16, match: FlowMatch) -> Bool {
+        r.priority == priority && r.match != match
+            && r.match.key.masked(by: match.mask).masked(by: r.match.mask)
+                == match.key.masked(by: r.match.mask).masked(by: match.mask)
+    }
+
+    private static func makeRule(_ a: FlowAddition, now: UInt64) -> FlowRule {
+        FlowRule(table: a.table, priority: a.priority, match: a.match, instructions: a.instructions,
+                 cookie: a.cookie, idleTimeout: a.idleTimeout, hardTimeout: a.hardTimeout,
+                 sendFlowRemoved: a.sendFlowRemoved, counters: RuleCounters(), created: now)
+    }
+
+    /// Adds a rule; an identical (table, priority, match) rule is replaced (its counters start again).
     public func addFlow(table: UInt8 = 0, priority: UInt16, match: FlowMatch, instructions: FlowInstructions,
                         cookie: UInt64 = 0, idleTimeout: UInt16 = 0, hardTimeout: UInt16 = 0,
                         sendFlowRemoved: Bool = false, checkOverlap: Bool = false) throws(FlowError) {
+        let addition = FlowAddition(table: table, priority: priority, match: match, instructions: instructions, cookie: cookie,
+                                    idleTimeout: idleTimeout, hardTimeout: hardTimeout, sendFlowRemoved: sendFlowRemoved,
+                                    checkOverlap: checkOverlap)
         try control.withLock { s throws(FlowError) in
-            try validate(match, instructions, table: table, s)
+            try validate(match, instructions, table: table, &s)
             let t = Int(table)
-            if checkOverlap {
-                let overlapping = s.rules[t].contains { r in
-                    r.priority == priority && r.match != match
-                        && r.match.key.masked(by: match.mask).masked(by: r.match.mask)
-                            == match.key.masked(by: r.match.mask).masked(by: match.mask)
-                }
-                if overlapping { throw .overlap }
+            if checkOverlap, s.tables[t].rules.contains(where: { Bridge.overlaps($0, priority: priority, match: match) }) {
+                throw .overlap
             }
-            s.rules[t].removeAll { $0.priority == priority && $0.match == match }
-            s.rules[t].append(FlowRule(table: table, priority: priority, match: match, instructions: instructions,
-                                       cookie: cookie, idleTimeout: idleTimeout, hardTimeout: hardTimeout,
-                                       sendFlowRemoved: sendFlowRemoved, counters: RuleCounters(),
-                                       created: monotonicNanoseconds()))
-            publish(&s, rebuild: [t])
+            s.tables[t].insert(Bridge.makeRule(addition, now: monotonicNanoseconds()))
+            changed(&s)
+        }
+    }
+
+    /// Adds rules all-or-nothing with one publication: every rule is validated (against the bridge and the
+    /// rules before it in the batch) before any is added. Later rules replace earlier identical ones.
+    public func addFlows(_ additions: [FlowAddition]) throws(FlowBatchError) {
+        try control.withLock { s throws(FlowBatchError) in
+            for (i, a) in additions.enumerated() {
+                do throws(FlowError) {
+                    try validate(a.match, a.instructions, table: a.table, &s)
+                    if a.checkOverlap {
+                        let inTable = s.tables[Int(a.table)].rules.contains { Bridge.overlaps($0, priority: a.priority, match: a.match) }
+                        let inBatch = additions[..<i].contains { b in
+                            b.table == a.table && b.priority == a.priority && b.match != a.match
+                                && b.match.key.masked(by: a.match.mask).masked(by: b.match.mask)
+                                    == a.match.key.masked(by: b.match.mask).masked(by: a.match.mask)
+                        }
+                        if inTable || inBatch { throw .overlap }
+                    }
+                } catch {
+                    throw FlowBatchError(index: i, error: error)
+                }
+            }
+            guard !additions.isEmpty else { return }
+            let now = monotonicNanoseconds()
+            for a in additions { s.tables[Int(a.table)].insert(Bridge.makeRule(a, now: now)) }
+            changed(&s)
         }
     }
 
@@ -284,23 +482,34 @@ public final class Bridge: @unchecked Sendable {
         return r.match.isSubsumed(by: match) && (match.filterProgram == nil || r.match.filterProgram == match.filterProgram)
     }
 
+    /// The rules of table `t` that a modify/delete selects; strict requests are index lookups, not scans.
+    private func selected(_ s: ControlState, table t: Int, match: FlowMatch, strict: Bool, priority: UInt16?,
+                          cookie: UInt64, cookieMask: UInt64) -> [FlowRule] {
+        if strict {
+            guard let priority, let r = s.tables[t].rule(RuleIdentity(priority: priority, match: match)),
+                  Bridge.selects(r, match: match, priority: priority, strict: true, cookie: cookie, cookieMask: cookieMask)
+            else { return [] }
+            return [r]
+        }
+        return s.tables[t].rules.filter {
+            Bridge.selects($0, match: match, priority: priority, strict: false, cookie: cookie, cookieMask: cookieMask)
+        }
+    }
+
     /// Replaces the instructions (and cookie) of matching rules, keeping their counters; returns how many.
     @discardableResult
     public func modifyFlows(table: UInt8? = nil, match: FlowMatch, strict: Bool = false, priority: UInt16? = nil,
                             instructions: FlowInstructions, cookie: UInt64 = 0, cookieMask: UInt64 = 0) throws(FlowError) -> Int {
         try control.withLock { s throws(FlowError) -> Int in
-            var changed = Set<Int>()
             var count = 0
             for t in 0..<tableCount where table == nil || Int(table!) == t {
-                try validate(FlowMatch(), instructions, table: UInt8(t), s)
-                for (i, r) in s.rules[t].enumerated()
-                where Bridge.selects(r, match: match, priority: priority, strict: strict, cookie: cookie, cookieMask: cookieMask) {
-                    s.rules[t][i] = r.with(instructions: instructions, cookie: r.cookie)
-                    changed.insert(t)
+                try validate(FlowMatch(), instructions, table: UInt8(t), &s)
+                for r in selected(s, table: t, match: match, strict: strict, priority: priority, cookie: cookie, cookieMask: cookieMask) {
+                    s.tables[t].update(r.with(instructions: instructions, cookie: r.cookie))
                     count += 1
                 }
             }
-            if !changed.isEmpty { publish(&s, rebuild: changed) }
+            if count > 0 { changed(&s) }
             return count
         }
     }
@@ -312,23 +521,19 @@ public final class Bridge: @unchecked Sendable {
                             outPort: UInt32 = OFPort.any) -> [FlowRemoved] {
         control.withLock { s -> [FlowRemoved] in
             var removed: [FlowRemoved] = []
-            var changed = Set<Int>()
             let now = monotonicNanoseconds()
             for t in 0..<tableCount where table == nil || Int(table!) == t {
-                s.rules[t].removeAll { r in
-                    guard Bridge.selects(r, match: match, priority: priority, strict: strict, cookie: cookie,
-                                         cookieMask: cookieMask) else { return false }
+                for r in selected(s, table: t, match: match, strict: strict, priority: priority, cookie: cookie, cookieMask: cookieMask) {
                     if outPort != OFPort.any {
                         let acts = (r.instructions.applyActions ?? []) + (r.instructions.writeActions ?? [])
                         guard acts.contains(where: { if case .output(outPort, _) = $0 { return true } else { return false } })
-                        else { return false }
+                        else { continue }
                     }
+                    s.tables[t].remove(RuleIdentity(priority: r.priority, match: r.match))
                     removed.append(FlowRemoved(entry: Bridge.entry(r, now: now), reason: .delete))
-                    changed.insert(t)
-                    return true
                 }
             }
-            if !changed.isEmpty { publish(&s, rebuild: changed) }
+            if !removed.isEmpty { changed(&s) }
             return removed
         }
     }
@@ -344,13 +549,13 @@ public final class Bridge: @unchecked Sendable {
                          sendFlowRemoved: r.sendFlowRemoved)
     }
 
-    /// Rules of one table (or all), highest priority first.
+    /// Rules of one table (or all), highest priority first (equal priorities oldest first).
     public func flows(table: UInt8? = nil, match: FlowMatch = FlowMatch()) -> [FlowEntry] {
         control.withLock { s in
             let now = monotonicNanoseconds()
             var out: [FlowEntry] = []
             for t in 0..<tableCount where table == nil || Int(table!) == t {
-                for r in s.rules[t].sorted(by: { $0.priority > $1.priority }) where r.match.isSubsumed(by: match) {
+                for r in s.tables[t].sortedRules() where r.match.isSubsumed(by: match) {
                     out.append(Bridge.entry(r, now: now))
                 }
             }
@@ -358,21 +563,33 @@ public final class Bridge: @unchecked Sendable {
         }
     }
 
+    /// The rule with exactly this table, priority and match, if any (an index lookup).
+    public func flow(table: UInt8, priority: UInt16, match: FlowMatch) -> FlowEntry? {
+        control.withLock { s in
+            guard Int(table) < tableCount, let r = s.tables[Int(table)].rule(RuleIdentity(priority: priority, match: match))
+            else { return nil }
+            return Bridge.entry(r, now: monotonicNanoseconds())
+        }
+    }
+
     /// Number of rules in one table (or all) without copying them.
     public func flowCount(table: UInt8? = nil) -> Int {
         control.withLock { s in
-            guard let table else { return s.rules.reduce(0) { $0 + $1.count } }
-            return Int(table) < tableCount ? s.rules[Int(table)].count : 0
+            guard let table else { return s.tables.reduce(0) { $0 + $1.count } }
+            return Int(table) < tableCount ? s.tables[Int(table)].count : 0
         }
     }
+
+    /// Subtables backing a table's published classifier (diagnostics: chunks of the incremental store).
+    func subtableCount(table: UInt8) -> Int { control.withLock { $0.tables[Int(table)].chunkCount } }
 
     /// Removes rules whose idle or hard timeout expired (call periodically); returns them.
     public func expireFlows(now: UInt64 = monotonicNanoseconds()) -> [FlowRemoved] {
         control.withLock { s in
             var removed: [FlowRemoved] = []
-            var changed = Set<Int>()
-            for t in 0..<tableCount {
-                s.rules[t].removeAll { r in
+            for t in 0..<tableCount where !s.tables[t].timed.isEmpty {
+                for id in s.tables[t].timed {
+                    guard let r = s.tables[t].rule(id) else { continue }
                     var reason: FlowRemovedReason?
                     if r.hardTimeout > 0 && now &- r.created >= UInt64(r.hardTimeout) * 1_000_000_000 {
                         reason = .hardTimeout
@@ -380,18 +597,19 @@ public final class Bridge: @unchecked Sendable {
                         let last = max(r.counters.lastUsed.load(ordering: .relaxed), r.created)
                         if now > last && now - last >= UInt64(r.idleTimeout) * 1_000_000_000 { reason = .idleTimeout }
                     }
-                    guard let reason else { return false }
+                    guard let reason else { continue }
+                    s.tables[t].remove(id)
                     removed.append(FlowRemoved(entry: Bridge.entry(r, now: now), reason: reason))
-                    changed.insert(t)
-                    return true
                 }
             }
-            if !changed.isEmpty { publish(&s, rebuild: changed) }
+            if !removed.isEmpty { changed(&s) }
             return removed
         }
     }
 
     // MARK: groups, ports, programs
+
+    private func allRules(_ s: ControlState) -> some Sequence<FlowRule> { s.tables.lazy.flatMap { $0.rules } }
 
     public func setGroup(_ id: UInt32, _ group: GroupDescription) throws(FlowError) {
         try control.withLock { s throws(FlowError) in
@@ -403,7 +621,7 @@ public final class Bridge: @unchecked Sendable {
                 }
             }
             s.groups[id] = group
-            publish(&s, rebuild: [])
+            changed(&s)
         }
     }
 
@@ -413,12 +631,12 @@ public final class Bridge: @unchecked Sendable {
     public func deleteGroup(_ id: UInt32) throws(FlowError) {
         try control.withLock { s throws(FlowError) in
             guard s.groups[id] != nil else { throw .unknownGroup(id) }
-            let used = s.rules.joined().contains { r in
+            let used = allRules(s).contains { r in
                 ((r.instructions.applyActions ?? []) + (r.instructions.writeActions ?? [])).contains(.group(id))
             }
             if used { throw .groupInUse(id) }
             s.groups[id] = nil
-            publish(&s, rebuild: [])
+            changed(&s)
         }
     }
 
@@ -437,7 +655,8 @@ public final class Bridge: @unchecked Sendable {
                 number = n
             }
             s.ports.append(PortSlot(number: number, port: port, noFlood: noFlood))
-            publish(&s, rebuild: Set(0..<tableCount))
+            // Tables need no rebuild: actions are compiled against the snapshot's ports during the walk.
+            changed(&s)
             return number
         }
     }
@@ -446,7 +665,7 @@ public final class Bridge: @unchecked Sendable {
         try control.withLock { s throws(FlowError) in
             guard s.ports.contains(where: { $0.number == number }) else { throw .unknownPort(number) }
             s.ports.removeAll { $0.number == number }
-            publish(&s, rebuild: Set(0..<tableCount))
+            changed(&s)
         }
     }
 
@@ -458,17 +677,32 @@ public final class Bridge: @unchecked Sendable {
             let id = s.nextProgramID
             s.nextProgramID += 1
             s.programs[id] = program
-            publish(&s, rebuild: [])
+            // Published at once: rules naming the id are validated against the control state anyway.
+            publish(&s)
             return id
+        }
+    }
+
+    /// Atomically replaces program `id` (rules keep naming `id`): each packet runs either the old or the new
+    /// program, never neither. The returned program is the one attached: it continues the old one's
+    /// statistics (runs, matches, time), so exported counters never go backwards.
+    @discardableResult
+    public func replaceProgram(_ id: UInt32, with program: FilterProgram) throws(FlowError) -> FilterProgram {
+        try control.withLock { s throws(FlowError) -> FilterProgram in
+            guard let old = s.programs[id] else { throw .unknownProgram(id) }
+            let attached = program.continuingStatistics(of: old)
+            s.programs[id] = attached
+            publish(&s)
+            return attached
         }
     }
 
     public func detachProgram(_ id: UInt32) throws(FlowError) {
         try control.withLock { s throws(FlowError) in
             guard s.programs[id] != nil else { throw .unknownProgram(id) }
-            if s.rules.joined().contains(where: { $0.match.filterProgram == id }) { throw .programInUse(id) }
+            if allRules(s).contains(where: { $0.match.filterProgram == id }) { throw .programInUse(id) }
             s.programs[id] = nil
-            publish(&s, rebuild: [])
+            publish(&s)
         }
     }
 
@@ -481,18 +715,43 @@ public final class Bridge: @unchecked Sendable {
     /// Packet-ins queued for the controller layer (oldest first).
     public func takePacketIns(max: Int = .max) -> [PacketIn] { packetInQueue.take(max: max) }
     public var packetInDrops: UInt64 { packetInQueue.drops.load(ordering: .relaxed) }
+    /// Control-channel and control-plane counters of this bridge in one read.
+    public var statistics: BridgeStatistics {
+        let rules = flowCount()
+        return BridgeStatistics(
+            rules: rules, publications: publications,
+            packetInsQueued: packetInQueue.accepted.load(ordering: .relaxed), packetInDrops: packetInDrops,
+            packetInQueueDepth: packetInQueueDepth, packetInCapacity: packetInCapacity,
+            packetOutsQueued: packetOutQueue.accepted.load(ordering: .relaxed), packetOutDrops: packetOutDrops,
+            packetOutQueueDepth: packetOutQueueDepth, packetOutCapacity: packetOutCapacity,
+            learnedMACs: macTable.count(now: monotonicNanoseconds()), macTableCapacity: macTable.capacity)
+    }
 
-    /// Queues a packet-out (executed by the bridge's first PMD); false if the queue is full.
+    /// Packet-ins waiting for the controller layer, and the queue's bound.
+    public var packetInQueueDepth: Int { packetInQueue.count }
+    public var packetInCapacity: Int { packetInQueue.capacity }
+
+    /// Queues a packet-out (executed by the bridge's first PMD against the rules in effect now, pending
+    /// changes included); false if the queue is full.
     @discardableResult
     public func packetOut(bytes: [UInt8], inPort: UInt32 = OFPort.controller, actions: [FlowAction]) throws(FlowError) -> Bool {
         try control.withLock { s throws(FlowError) in
             for a in actions { try validate(a, s) }
+            if s.pending { publish(&s) }
         }
         return packetOutQueue.push(PendingPacketOut(bytes: bytes, inPort: inPort, actions: actions))
     }
     public var packetOutDrops: UInt64 { packetOutQueue.drops.load(ordering: .relaxed) }
+    public var packetOutQueueDepth: Int { packetOutQueue.count }
+    public var packetOutCapacity: Int { packetOutQueue.capacity }
 
-    func currentSnapshotForControl() -> BridgeSnapshot { control.withLock { $0.current } }
+    /// The snapshot with every pending change published (trace and tests see what the API acknowledged).
+    func currentSnapshotForControl() -> BridgeSnapshot {
+        control.withLock { s in
+            if s.pending { publish(&s) }
+            return s.current
+        }
+    }
 
     // MARK: classifier walk (shared by the packet slow path and trace)
 
@@ -577,11 +836,71 @@ public final class Bridge: @unchecked Sendable {
     }
 }
 
-/// Bounded multi-producer queue for the controller channel (not on the per-packet fast path).
+/// The thread that publishes coalesced changes at the end of their window and compacts split masks once
+/// changes stop. A dedicated thread (not a
+/// shared pool that busy tests or services can starve) started on the first deferred change; it holds the
+/// bridge weakly and exits after `idleExit` without changes.
+private enum PublisherThread {
+    /// Quiet time after which split masks are compacted, and after which the thread exits.
+    static let compactAfter: UInt64 = 100_000_000
+    static let idleExit: UInt64 = 200_000_000
+
+    final class Context: @unchecked Sendable {
+        weak var bridge: Bridge?
+        init(_ bridge: Bridge) { self.bridge = bridge }
+    }
+
+    static func start(for bridge: Bridge) -> Bool {
+        let context = Unmanaged.passRetained(Context(bridge))
+        var tid = pthread_t()
+        let created = pthread_create(&tid, nil, { arg in
+            let context = Unmanaged<Context>.fromOpaque(arg!).takeRetainedValue()
+            var idleSince = monotonicNanoseconds()
+            while true {
+                guard let bridge = context.bridge, let pause = bridge.publisherStep(idleSince: &idleSince) else { break }
+                var ts = timespec(tv_sec: Int(pause / 1_000_000_000), tv_nsec: Int(pause % 1_000_000_000))
+                nanosleep(&ts, nil)
+            }
+            return nil
+        }, context.toOpaque())
+        guard created == 0 else {
+            context.release()
+            return false
+        }
+        pthread_detach(tid)
+        return true
+    }
+}
+
+/// Counters of a bridge's controller channel and control plane (`Bridge.statistics`).
+public struct BridgeStatistics: Sendable, Equatable {
+    public var rules: Int
+    /// Snapshots published (each a batch of coalesced changes).
+    public var publications: UInt64
+    /// Packet-ins accepted into the bounded queue, refused because it was full, waiting, and the bound.
+    public var packetInsQueued: UInt64
+    public var packetInDrops: UInt64
+    public var packetInQueueDepth: Int
+    public var packetInCapacity: Int
+    /// The same for packet-outs waiting for the bridge's first PMD.
+    public var packetOutsQueued: UInt64
+    public var packetOutDrops: UInt64
+    public var packetOutQueueDepth: Int
+    public var packetOutCapacity: Int
+    /// Live entries of the NORMAL action's MAC table, and its size.
+    public var learnedMACs: Int
+    public var macTableCapacity: Int
+}
+
+/// Bounded multi-producer queue for the controller channel (controller and packet-out paths only, never
+/// taken by plain forwarding); counts what it accepted and what it refused when full.
 final class BoundedQueue<T: Sendable>: Sendable {
     private let items = Mutex<[T]>([])
     let capacity: Int
     let drops = Atomic<UInt64>(0)
+    let accepted = Atomic<UInt64>(0)
+
+    var count: Int { items.withLock { $0.count } }
 
     init(capacity: Int) { self.capacity = capacity }
 
@@ -591,7 +910,7 @@ final class BoundedQueue<T: Sendable>: Sendable {
             q.append(item)
             return true
         }
-        if !ok { drops.add(1, ordering: .relaxed) }
+        if ok { accepted.add(1, ordering: .relaxed) } else { drops.add(1, ordering: .relaxed) }
         return ok
     }
 
@@ -605,26 +924,4 @@ final class BoundedQueue<T: Sendable>: Sendable {
     }
 
     var isEmpty: Bool { items.withLock { $0.isEmpty } }
-}
-
-/// MAC learning table for the NORMAL action (keyed by MAC and VLAN, aged).
-final class MACLearningTable: Sendable {
-    private let entries = Mutex<[UInt64: (port: UInt32, seen: UInt64)]>([:])
-    let agingNanoseconds: UInt64 = 300 * 1_000_000_000
-
-    func learn(mac: UInt64, vlan: UInt64, port: UInt32, now: UInt64) {
-        guard mac & 0x0100_0000_0000 == 0 else { return }  // never learn multicast sources
-        entries.withLock { $0[mac | vlan << 48] = (port, now) }
-    }
-
-    func lookup(mac: UInt64, vlan: UInt64, now: UInt64) -> UInt32? {
-        entries.withLock { t in
-            guard let e = t[mac | vlan << 48] else { return nil }
-            if now &- e.seen > agingNanoseconds {
-                t[mac | vlan << 48] = nil
-                return nil
-            }
-            return e.port
-        }
-    }
 }

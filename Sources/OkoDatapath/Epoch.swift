@@ -16,7 +16,11 @@ public final class EpochReclaimer: Sendable {
     private let state = Mutex<State>(State())
     private struct State: @unchecked Sendable {
         var readers: [ReaderSlot] = []
+        /// Retired objects in retirement order (epochs ascending, per retiring thread); `retired[head...]`
+        /// are still held. Reclaiming pops from the head, so a reader that lags (an idle registered PMD)
+        /// makes each retire O(1), not a scan of everything it holds back.
         var retired: [(epoch: UInt64, object: AnyObject)] = []
+        var head = 0
     }
 
     public init() {}
@@ -51,23 +55,38 @@ public final class EpochReclaimer: Sendable {
     /// Releases retired objects no reader can still see; returns how many remain.
     @discardableResult
     public func reclaim() -> Int {
-        let freed: [AnyObject] = state.withLock { s in
+        var freed: [AnyObject] = []
+        let remaining = state.withLock { s -> Int in
             var minEpoch = UInt64.max
             for r in s.readers {
                 let e = r.epoch.load(ordering: .sequentiallyConsistent)
                 if e != 0 { minEpoch = min(minEpoch, e) }
             }
-            var keep: [(epoch: UInt64, object: AnyObject)] = []
-            var out: [AnyObject] = []
-            for item in s.retired {
-                if item.epoch < minEpoch { out.append(item.object) } else { keep.append(item) }
+            // Stop at the first object a reader may still see: a later one retired out of order waits a
+            // little longer, which is safe.
+            while s.head < s.retired.count && s.retired[s.head].epoch < minEpoch {
+                freed.append(s.retired[s.head].object)
+                s.head += 1
             }
-            s.retired = keep
-            return out
+            if s.head == s.retired.count {
+                s.retired.removeAll(keepingCapacity: true)
+                s.head = 0
+            } else if s.head > 1024 && s.head > s.retired.count / 2 {
+                s.retired.removeFirst(s.head)
+                s.head = 0
+            }
+            return s.retired.count - s.head
         }
-        _ = freed  // released here, outside the lock
-        return state.withLock { $0.retired.count }
+        freed.removeAll()  // released here, outside the lock
+        return remaining
     }
+}
+
+/// Run statistics of a filter program id; shared by the programs that replace one another under that id.
+final class ProgramCounters: Sendable {
+    let runs = Atomic<UInt64>(0)
+    let matches = Atomic<UInt64>(0)
+    let totalNanoseconds = Atomic<UInt64>(0)
 }
 
 /// A filter program attached to a bridge: a native entry point (JIT output or interpreter trampoline)
@@ -79,16 +98,24 @@ public final class FilterProgram: Sendable {
     /// Optional runner with no side effects on maps, used by `trace`.
     let sideEffectFreeEntry: Entry?
     private let owner: (any Sendable)?
-    let runs = Atomic<UInt64>(0)
-    let matches = Atomic<UInt64>(0)
-    let totalNanoseconds = Atomic<UInt64>(0)
+    let counters: ProgramCounters
 
     /// `owner` keeps whatever backs `entry` (JIT memory, maps) alive as long as the program is attached.
-    public init(name: String, entry: Entry, sideEffectFreeEntry: Entry? = nil, owner: (any Sendable)? = nil) {
+    public convenience init(name: String, entry: Entry, sideEffectFreeEntry: Entry? = nil, owner: (any Sendable)? = nil) {
+        self.init(name: name, entry: entry, sideEffectFreeEntry: sideEffectFreeEntry, owner: owner, counters: ProgramCounters())
+    }
+
+    private init(name: String, entry: Entry, sideEffectFreeEntry: Entry?, owner: (any Sendable)?, counters: ProgramCounters) {
         self.name = name
         self.entry = entry
         self.sideEffectFreeEntry = sideEffectFreeEntry
         self.owner = owner
+        self.counters = counters
+    }
+
+    /// The same program counting into `old`'s statistics (used when it replaces `old` under one id).
+    func continuingStatistics(of old: FilterProgram) -> FilterProgram {
+        FilterProgram(name: name, entry: entry, sideEffectFreeEntry: sideEffectFreeEntry, owner: owner, counters: old.counters)
     }
 
     @inline(__always)
@@ -96,16 +123,16 @@ public final class FilterProgram: Sendable {
         let t0 = monotonicNanoseconds()
         let r = entry(data, UInt64(length))
         let t1 = monotonicNanoseconds()
-        runs.add(1, ordering: .relaxed)
-        if r == 1 { matches.add(1, ordering: .relaxed) }
-        totalNanoseconds.add(t1 &- t0, ordering: .relaxed)
+        counters.runs.add(1, ordering: .relaxed)
+        if r == 1 { counters.matches.add(1, ordering: .relaxed) }
+        counters.totalNanoseconds.add(t1 &- t0, ordering: .relaxed)
         return r
     }
 
     public var statistics: FilterProgramStatistics {
-        FilterProgramStatistics(name: name, runs: runs.load(ordering: .relaxed),
-                                matches: matches.load(ordering: .relaxed),
-                                totalNanoseconds: totalNanoseconds.load(ordering: .relaxed))
+        FilterProgramStatistics(name: name, runs: counters.runs.load(ordering: .relaxed),
+                                matches: counters.matches.load(ordering: .relaxed),
+                                totalNanoseconds: counters.totalNanoseconds.load(ordering: .relaxed))
     }
 }
 

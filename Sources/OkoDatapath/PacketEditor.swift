@@ -1,5 +1,8 @@
 // Packet rewriting for set-field, VLAN push/pop and dec-TTL, with RFC 1624 incremental checksum updates
-// (IPv4 header; TCP/UDP pseudo-header and ports; ICMP type/code). SCTP's CRC32c is not updated.
+// (IPv4 header; TCP/UDP pseudo-header and ports; ICMP type/code). SCTP's CRC32c (RFC 9260 appendix A) has no
+// incremental form as cheap as the one's complement sum's, so a port rewrite recomputes it over the SCTP
+// packet (common header and chunks, up to the IP payload's end, not the Ethernet padding); it covers no
+// pseudo-header, so address rewrites leave it alone.
 
 enum PacketEditor {
     /// RFC 1624: HC' = ~(~HC + ~m + m').
@@ -112,7 +115,11 @@ enum PacketEditor {
             let new = UInt16(truncatingIfNeeded: v)
             store16(d, at, new)
             let proto: UInt8 = (f == .tcpSrc || f == .tcpDst) ? IPProtocol.tcp : (f == .udpSrc || f == .udpDst) ? IPProtocol.udp : IPProtocol.sctp
-            if let (c, udp) = l4Checksum(p, off, proto: proto) { adjustAt(p, c, old: old, new: new, udp: udp) }
+            if proto == IPProtocol.sctp {
+                updateSCTPChecksum(p, off)
+            } else if let (c, udp) = l4Checksum(p, off, proto: proto) {
+                adjustAt(p, c, old: old, new: new, udp: udp)
+            }
         case .icmpv4Type, .icmpv4Code, .icmpv6Type, .icmpv6Code:
             guard off.l4 != HeaderOffsets.absent, Int(off.l4) + 4 <= len else { return }
             let l4 = Int(off.l4)
@@ -133,6 +140,27 @@ enum PacketEditor {
         case .ethType, .inPort, .metadata, .ipProto, .tcpFlags:
             break  // not settable on the packet (metadata lives in the key only)
         }
+    }
+
+    /// Recomputes the CRC32c of the SCTP packet at `off.l4` (ignored if the packet is not SCTP or truncated).
+    static func updateSCTPChecksum(_ p: PacketView, _ off: HeaderOffsets) {
+        guard off.l3 != HeaderOffsets.absent, off.l4 != HeaderOffsets.absent else { return }
+        let l3 = Int(off.l3), l4 = Int(off.l4), len = Int(p.length)
+        let end: Int
+        switch ethType(p, off) {
+        case EtherType.ipv4:
+            guard l3 + 20 <= len, p.data.load(fromByteOffset: l3 + 9, as: UInt8.self) == IPProtocol.sctp else { return }
+            end = l3 + Int(load16(p.data, l3 + 2))
+        case EtherType.ipv6:
+            guard l3 + 40 <= len, l4 == l3 + 40, p.data.load(fromByteOffset: l3 + 6, as: UInt8.self) == IPProtocol.sctp else { return }
+            end = l3 + 40 + Int(load16(p.data, l3 + 4))
+        default: return
+        }
+        guard l4 + 12 <= end, end <= len else { return }
+        p.data.storeBytes(of: UInt32(0), toByteOffset: l4 + 8, as: UInt32.self)
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: p.data + l4, count: end - l4))
+        // The CRC goes on the wire least significant byte first (RFC 9260 appendix A).
+        p.data.storeBytes(of: crc.littleEndian, toByteOffset: l4 + 8, as: UInt32.self)
     }
 
     /// TCP/UDP/ICMPv6 checksum offset of an IPv6 packet (all include the pseudo-header).
@@ -190,5 +218,43 @@ enum PacketEditor {
             p.data.storeBytes(of: hop - 1, toByteOffset: l3 + 7, as: UInt8.self)
         }
         return true
+    }
+}
+
+/// CRC32c (Castagnoli, reflected polynomial 0x82F63B78), slicing-by-8.
+enum CRC32C {
+    static let tables: [UInt32] = {
+        var t = [UInt32](repeating: 0, count: 8 * 256)
+        for i in 0..<256 {
+            var c = UInt32(i)
+            for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
+            t[i] = c
+        }
+        for i in 0..<256 {
+            for k in 1..<8 { t[k * 256 + i] = (t[(k - 1) * 256 + i] >> 8) ^ t[Int(t[(k - 1) * 256 + i] & 0xFF)] }
+        }
+        return t
+    }()
+
+    /// The finished CRC32c of `bytes` (initial value and final xor 0xFFFFFFFF).
+    static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        tables.withUnsafeBufferPointer { t in
+            var crc: UInt32 = 0xFFFF_FFFF
+            var i = 0
+            let n = bytes.count
+            while i + 8 <= n {
+                let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) ^ UInt64(crc)
+                crc = t[7 * 256 + Int(word & 0xFF)] ^ t[6 * 256 + Int((word >> 8) & 0xFF)]
+                    ^ t[5 * 256 + Int((word >> 16) & 0xFF)] ^ t[4 * 256 + Int((word >> 24) & 0xFF)]
+                    ^ t[3 * 256 + Int((word >> 32) & 0xFF)] ^ t[2 * 256 + Int((word >> 40) & 0xFF)]
+                    ^ t[1 * 256 + Int((word >> 48) & 0xFF)] ^ t[Int(word >> 56)]
+                i += 8
+            }
+            while i < n {
+                crc = (crc >> 8) ^ t[Int((crc ^ UInt32(bytes[i])) & 0xFF)]
+                i += 1
+            }
+            return ~crc
+        }
     }
 }

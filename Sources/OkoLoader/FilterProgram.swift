@@ -20,6 +20,12 @@
 //   their batches with `enterCritical`/`exitCritical` (or `quiescent`). The control plane may
 //   read, update and delete map entries at any time through `maps`.
 // - Programs cannot write the packet (the verifier refuses it), so `run` takes a read-only pointer.
+// - Map reuse (`reusingMaps:`): a program replacing another can be built on the old program's live map
+//   instances, so state (and updates made by packets still running the old code) carries over without a
+//   copy. Maps are paired by name and each pair must have the same definition (`mapReuseMismatch`); a map
+//   the old program lacks is created empty, and read-only global data (`.rodata`) is the new object's own
+//   constants, always created fresh. The shared maps then live as
+//   long as the longest-lived program using them.
 
 public import OkoBPF
 public import OkoJIT
@@ -81,7 +87,9 @@ public final class FilterProgram: @unchecked Sendable {
     public var name: String { program.name }
 
     /// Loads, verifies and compiles `program` (entry function or section name; nil: the only one).
-    public convenience init(objectBytes: [UInt8], program name: String? = nil, limits: VerifierLimits = VerifierLimits()) throws(FilterProgramError) {
+    /// With `reusingMaps`, maps are taken from there by name (see the design note).
+    public convenience init(objectBytes: [UInt8], program name: String? = nil, limits: VerifierLimits = VerifierLimits(),
+                            reusingMaps existing: [LoadedMap]? = nil) throws(FilterProgramError) {
         let object: BPFObjectFile
         let program: BPFProgram
         do throws(BPFLoaderError) {
@@ -90,10 +98,11 @@ public final class FilterProgram: @unchecked Sendable {
         } catch {
             throw .loader(error)
         }
-        try self.init(object: object, program: program, limits: limits)
+        try self.init(object: object, program: program, limits: limits, reusingMaps: existing)
     }
 
-    public init(object: BPFObjectFile, program: BPFProgram, limits: VerifierLimits = VerifierLimits()) throws(FilterProgramError) {
+    public init(object: BPFObjectFile, program: BPFProgram, limits: VerifierLimits = VerifierLimits(),
+                reusingMaps existing: [LoadedMap]? = nil) throws(FilterProgramError) {
         self.object = object
         self.program = program
         self.instructions = program.instructions
@@ -101,7 +110,12 @@ public final class FilterProgram: @unchecked Sendable {
         // Maps first: the verifier needs their shapes, the rewrite their addresses.
         var loaded: [LoadedMap] = []
         for (index, spec) in object.maps.enumerated() {
-            loaded.append(LoadedMap(index: index, spec: spec, map: try Self.makeMap(spec)))
+            if let existing, Self.reusable(spec), let old = existing.first(where: { $0.spec.name == spec.name }) {
+                if let mismatch = Self.mapReuseMismatch(new: spec, old: old.spec) { throw .map(name: spec.name, reason: mismatch) }
+                loaded.append(LoadedMap(index: index, spec: spec, map: old.map))
+            } else {
+                loaded.append(LoadedMap(index: index, spec: spec, map: try Self.makeMap(spec)))
+            }
         }
         maps = loaded
 
@@ -176,6 +190,21 @@ public final class FilterProgram: @unchecked Sendable {
     }
 
     // MARK: building
+
+    /// Whether a map of this definition carries state across a replacement (read-only global data does not).
+    public static func reusable(_ spec: MapSpec) -> Bool { !(spec.isGlobalData && spec.isReadOnlyForProgram) }
+
+    /// Why `new` cannot reuse a live map made for `old` (nil: it can): names the first differing property.
+    public static func mapReuseMismatch(new: MapSpec, old: MapSpec) -> String? {
+        if new.name != old.name { return "name '\(new.name)' differs from '\(old.name)'" }
+        if new.type != old.type { return "type \(new.type) differs from the old map's \(old.type)" }
+        if new.keySize != old.keySize { return "key size \(new.keySize) differs from the old map's \(old.keySize)" }
+        if new.valueSize != old.valueSize { return "value size \(new.valueSize) differs from the old map's \(old.valueSize)" }
+        if new.maxEntries != old.maxEntries { return "max entries \(new.maxEntries) differ from the old map's \(old.maxEntries)" }
+        if new.flags != old.flags { return "flags 0x\(String(new.flags, radix: 16)) differ from the old map's 0x\(String(old.flags, radix: 16))" }
+        if new.extra != old.extra { return "map_extra \(new.extra) differs from the old map's \(old.extra)" }
+        return nil
+    }
 
     static func verifierDescription(_ spec: MapSpec) -> VerifierMapDescription {
         VerifierMapDescription(

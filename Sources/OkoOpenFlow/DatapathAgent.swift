@@ -75,7 +75,10 @@ public final class DatapathAgent: SwitchAgent, @unchecked Sendable {
     /// every earlier FLOW_MOD is durable). A throw becomes an OFPT_ERROR instead of the reply.
     public func setBeforeBarrierReply(_ hook: (@Sendable () throws -> Void)?) { state.withLock { $0.beforeBarrierReply = hook } }
 
+    /// A barrier reply promises that earlier flow-mods are in effect (the bridge coalesces publications)
+    /// and, with okod's hook, durable.
     public func barrier() throws(OpenFlowError) {
+        bridge.publishPendingChanges()
         guard let hook = state.withLock({ $0.beforeBarrierReply }) else { return }
         do { try hook() } catch {
             throw OpenFlowError(.badRequest, BadRequestCode.eperm, "changes before this barrier were not saved: \(error)")

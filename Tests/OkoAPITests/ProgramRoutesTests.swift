@@ -133,8 +133,96 @@ func udpFrame(toHost lastOctet: UInt8, sourcePort: UInt16 = 1234) -> [UInt8] {
         let list = try h.curl("GET", "/v1/bridges/br0/programs")
         if case .array(let programs)? = list.json?["programs"] { #expect(programs.count == 1) } else { Issue.record("no list: \(list.body)") }
         #expect(try h.curl("DELETE", "/v1/bridges/br0/programs/4").status == 409)
-        // Replacing a program that rules use is refused for now (see openapi.yaml).
-        #expect(try h.curl("PUT", "/v1/bridges/br0/programs/4", body: "@" + object, contentType: "application/octet-stream").status == 409)
+    }
+
+    /// The firewall with a different hit increment (observable new code), and one whose `blocked` map has
+    /// another value size (cannot keep the old map).
+    static func firewallVariant(increment: Int, valueType: String = "__u64") throws -> String {
+        try CompiledPrograms.source("""
+            #include "oko.h"
+            struct {
+                __uint(type, BPF_MAP_TYPE_HASH);
+                __uint(max_entries, 4096);
+                __type(key, __be32);
+                __type(value, \(valueType));
+            } blocked SEC(".maps");
+            OKO_PROGRAM(stateless_firewall_v2) {
+                if (oko_ethertype(pkt, len) != OKO_ETH_P_IP) return 1;
+                if (len < OKO_ETH_HLEN + sizeof(struct oko_ipv4)) return 0;
+                struct oko_ipv4 *ip = pkt + OKO_ETH_HLEN;
+                __be32 destination = ip->destination;
+                \(valueType) *hits = bpf_map_lookup_elem(&blocked, &destination);
+                if (hits) { __sync_fetch_and_add(hits, \(increment)); return 0; }
+                return 1;
+            }
+            char LICENSE[] SEC("license") = "GPL";
+            """)
+    }
+
+    @Test func replacingAProgramRulesUseSwapsItInPlaceAndKeepsMatchingMapsWhenAsked() async throws {
+        guard CompiledPrograms.available else { print("ProgramRoutesTests: skipping, \(CompiledPrograms.clang) is absent"); return }
+        let v1 = try CompiledPrograms.example("stateless-firewall")
+        let v2 = try Self.firewallVariant(increment: 2)
+        let narrow = try Self.firewallVariant(increment: 1, valueType: "__u32")
+        defer { for f in [v1, v2, narrow] { try? FileManager.default.removeItem(atPath: f) } }
+        let h = try await harnessWithBridge()
+        defer { Task { await h.stop() } }
+        #expect(try h.curl("PUT", "/v1/bridges/br0/programs/4", body: "@" + v1, contentType: "application/octet-stream").status == 201)
+        _ = try h.curl("PUT", "/v1/bridges/br0/programs/4/maps/blocked", body: #"{"entries":[{"key":"0a000002","value":"0000000000000000"}]}"#)
+        #expect(try h.curl("POST", "/v1/bridges/br0/flows", body: "priority=1,in_port=1,filter_prog=4,actions=output:2\npriority=0,actions=drop\n",
+                           contentType: "text/plain").status == 201)
+        try h.startPMD(bridge: "br0")
+        let rx = try #require(h.ports.port(named: "p1"))
+        let tx = try #require(h.ports.port(named: "p2"))
+        func hits() throws -> UInt64? {
+            guard let hex = try h.curl("GET", "/v1/bridges/br0/programs/4/maps/blocked?key=0a000002").json?["entries"]?.firstValueHex
+            else { return nil }
+            return UInt64(littleEndianHex: hex)
+        }
+        /// Sends `blocked` packets to 10.0.0.2 and `allowed` to 10.0.0.3; returns how many left port 2 once
+        /// the blocked ones are counted.
+        func exchange(blocked: Int, allowed: Int, base: UInt16, expectHits: UInt64) async throws -> Int {
+            for i in 0..<blocked { #expect(rx.inject(udpFrame(toHost: 2, sourcePort: base + UInt16(i)))) }
+            for i in 0..<allowed { #expect(rx.inject(udpFrame(toHost: 3, sourcePort: base + 100 + UInt16(i)))) }
+            var received: [[UInt8]] = []
+            var counted: UInt64? = nil
+            for _ in 0..<300 {
+                received += tx.takeTransmitted()
+                counted = try hits()
+                if received.count >= allowed && counted == expectHits { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(counted == expectHits)
+            return received.count
+        }
+        #expect(try await exchange(blocked: 3, allowed: 2, base: 1000, expectHits: 3) == 2)
+
+        // Replaced while rules use it: 200, the rule still names program 4, the map kept its entry and count,
+        // and the new code (increment 2) runs from now on.
+        let replaced = try h.curl("PUT", "/v1/bridges/br0/programs/4?keep_maps=true", body: "@" + v2, contentType: "application/octet-stream")
+        #expect(replaced.status == 200, "\(replaced.body)")
+        #expect(replaced.json?["function"]?.stringValue == "stateless_firewall_v2")
+        #expect(replaced.json?["referenced_by"]?.unsignedValue == 1)
+        #expect((replaced.json?["stats"]?["runs"]?.unsignedValue ?? 0) >= 5, "statistics continue: \(replaced.body)")
+        #expect(try h.curl("GET", "/v1/bridges/br0/flows", accept: "text/plain").body.contains("filter_prog=4"))
+        #expect(try hits() == 3)
+        #expect(try await exchange(blocked: 2, allowed: 1, base: 2000, expectHits: 7) == 1)
+
+        // A map of the same name with another definition cannot be kept: 409 naming it; nothing changes.
+        let mismatch = try h.curl("PUT", "/v1/bridges/br0/programs/4?keep_maps=true", body: "@" + narrow, contentType: "application/octet-stream")
+        #expect(mismatch.status == 409, "\(mismatch.body)")
+        #expect(mismatch.json?["detail"]?.stringValue?.contains("blocked") == true, "\(mismatch.body)")
+        #expect(mismatch.json?["detail"]?.stringValue?.contains("value size 4") == true, "\(mismatch.body)")
+        #expect(try h.curl("GET", "/v1/bridges/br0/programs/4").json?["function"]?.stringValue == "stateless_firewall_v2")
+
+        // Without keep_maps the new program starts with empty maps: 10.0.0.2 is no longer blocked.
+        #expect(try h.curl("PUT", "/v1/bridges/br0/programs/4", body: "@" + v1, contentType: "application/octet-stream").status == 200)
+        #expect(try hits() == nil)
+        for i in 0..<2 { #expect(rx.inject(udpFrame(toHost: 2, sourcePort: UInt16(3000 + i)))) }
+        var passed: [[UInt8]] = []
+        await waitUntil { passed += tx.takeTransmitted(); return passed.count >= 2 }
+        #expect(passed.count == 2)
+        #expect(try h.curl("DELETE", "/v1/bridges/br0/programs/4").status == 409)
     }
 
     @Test func rateLimiterConfiguredThroughItsMapLimitsASourceAndCountsDrops() async throws {

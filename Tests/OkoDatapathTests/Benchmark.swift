@@ -57,6 +57,7 @@ final class LoopbackBenchPort: DatapathPort, @unchecked Sendable {
         }
         try bridge.addFlow(priority: 1, match: FlowMatch().setting(.inPort, UInt64(rxNumber)), instructions: .apply([.output(txNumber)]))
         let pmd = PMDThread(bridges: [bridge])
+        bridge.publishPendingChanges()
         for _ in 0..<1000 { pmd.pollOnce() }
         // Only the rx port must produce packets: the tx port has no frames.
         let iterations = 200_000
@@ -73,6 +74,7 @@ final class LoopbackBenchPort: DatapathPort, @unchecked Sendable {
         let program = bridge.attachProgram(FilterProgram(name: "p80", entry: port80Program))
         try bridge.addFlow(priority: 2, match: FlowMatch(filterProgram: program).setting(.inPort, UInt64(rxNumber)),
                            instructions: .apply([.output(txNumber)]))
+        bridge.publishPendingChanges()
         for _ in 0..<1000 { pmd.pollOnce() }
         let t1 = monotonicNanoseconds()
         for _ in 0..<iterations { pmd.pollOnce() }

@@ -9,6 +9,7 @@ import Glibc
     @Test func updatesWhilePacketsFlowLoseNothingAndReclaimSnapshots() throws {
         let sw = TestSwitch()
         try sw.bridge.addFlow(priority: 1, match: match((.inPort, 1)), instructions: .apply([.output(2)]))
+        sw.bridge.publishPendingChanges()
         sw.pmd.start()
         var received = [UInt32: Int]()
         let total = 3000
@@ -33,6 +34,7 @@ import Glibc
             }
             flip.toggle()
             try sw.bridge.modifyFlows(match: FlowMatch(), instructions: .apply([.output(flip ? 3 : 2)]))
+            sw.bridge.publishPendingChanges()  // rounds are shorter than the coalescing window
         }
         #expect(roundsOnExpectedPort == total / 100)
         var waited = 0
@@ -52,11 +54,13 @@ import Glibc
     @Test func ruleChangeTakesEffectWithinAMillisecondOfPublication() throws {
         let sw = TestSwitch()
         try sw.bridge.addFlow(priority: 1, match: FlowMatch(), instructions: .apply([.output(2)]))
+        sw.bridge.publishPendingChanges()
         sw.pmd.start()
         defer { sw.pmd.stop() }
         sw.ports[1]!.inject(tcpPacket)
         while sw.ports[2]!.takeTransmitted().isEmpty { sched_yield() }
         try sw.bridge.modifyFlows(match: FlowMatch(), instructions: .apply([.output(3)]))
+        sw.bridge.publishPendingChanges()
         let t0 = monotonicNanoseconds()
         sw.ports[1]!.inject(tcpPacket)
         var got: [[UInt8]] = []
@@ -74,6 +78,7 @@ import Glibc
         let sw = TestSwitch()
         try sw.bridge.addFlow(priority: 1, match: match((.inPort, 1)), instructions: .apply([.output(3)]))
         try sw.bridge.addFlow(priority: 1, match: match((.inPort, 2)), instructions: .apply([.output(3)]))
+        sw.bridge.publishPendingChanges()
         let a = PMDThread(bridges: [sw.bridge], index: 0, threadCount: 2)
         let b = PMDThread(bridges: [sw.bridge], index: 1, threadCount: 2)
         a.start()

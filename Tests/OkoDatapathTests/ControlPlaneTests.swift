@@ -84,6 +84,7 @@ final class Tracked {
         try bridge.addPort(port)
         try bridge.addFlow(priority: 0, match: FlowMatch(), instructions: .apply([.output(OFPort.controller)]))
         let pmd = PMDThread(bridges: [bridge])
+        bridge.publishPendingChanges()
         for _ in 0..<5 { port.inject(tcpPacket) }
         pmd.pollOnce()
         #expect(bridge.takePacketIns().count == 2)

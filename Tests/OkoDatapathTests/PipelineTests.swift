@@ -21,6 +21,7 @@ final class TestSwitch {
 
     /// Sends frames in on `port`, runs the pipeline, returns what each port transmitted.
     func send(_ frames: [[UInt8]], on port: UInt32) -> [UInt32: [[UInt8]]] {
+        bridge.publishPendingChanges()  // the bridge coalesces publications; the test wants them now
         for f in frames { ports[port]!.inject(f) }
         while pmd.pollOnce() > 0 {}
         var out: [UInt32: [[UInt8]]] = [:]
