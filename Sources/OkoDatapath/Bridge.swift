@@ -204,7 +204,7 @@ public final class Bridge: @unchecked Sendable {
         for t in tables {
             var byMask: [FlowKey: [FlowRule]] = [:]
             for r in s.rules[t] { byMask[r.match.mask, default: []].append(r) }
-            newTables[t] = TableSnapshot(subtables: byMask.map { Subtable(mask: $0.key, rules: $0.value) })
+            newTables[t] = TableSnapshot(subtables: byMask.map { Subtable(mask: $0.key, rules: $0.value) }, previous: newTables[t])
         }
         let next = BridgeSnapshot(generation: s.current.generation + 1, tables: newTables, ports: s.ports,
                                   groups: [:], programs: s.programs)

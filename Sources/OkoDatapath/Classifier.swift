@@ -1,3 +1,5 @@
+import Synchronization
+
 // Tuple-space-search classifier over immutable snapshots.
 //
 // A table snapshot holds one subtable per distinct mask; each subtable is an open-addressing hash table of
@@ -106,12 +108,46 @@ final class Subtable: @unchecked Sendable {
     }
 }
 
+/// Source of `TableSnapshot.version` (unique per process, never reused, unlike object addresses).
+private let tableVersionCounter = Atomic<UInt64>(1)
+
 /// One flow table: subtables ordered by max priority (immutable).
 final class TableSnapshot: Sendable {
     let subtables: [Subtable]
+    /// Unique identity of this table version.
+    let version: UInt64
+    /// The version `changes` is relative to (0 = none).
+    let previousVersion: UInt64
+    /// Matches of the rules added, removed or modified since `previousVersion` (nil = unknown), so that
+    /// flow caches can drop only the entries these rules could affect.
+    let changes: [FlowMatch]?
 
-    init(subtables: [Subtable]) {
+    /// `previous`: the table this one replaces, to record what changed (rules are compared by identity: an
+    /// unchanged rule keeps its `FlowRule` object, a modified one gets a new object).
+    init(subtables: [Subtable], previous: TableSnapshot? = nil) {
         self.subtables = subtables.sorted { $0.maxPriority > $1.maxPriority }
+        version = tableVersionCounter.add(1, ordering: .relaxed).newValue
+        guard let previous else {
+            previousVersion = 0
+            changes = nil
+            return
+        }
+        previousVersion = previous.version
+        var before = Set<ObjectIdentifier>()
+        for st in previous.subtables { for r in st.rules { before.insert(ObjectIdentifier(r)) } }
+        var delta: [FlowMatch] = []
+        var kept = 0
+        for st in subtables {
+            for r in st.rules {
+                if before.contains(ObjectIdentifier(r)) { kept += 1 } else { delta.append(r.match) }
+            }
+        }
+        if kept < before.count {
+            var after = Set<ObjectIdentifier>()
+            for st in subtables { for r in st.rules { after.insert(ObjectIdentifier(r)) } }
+            for st in previous.subtables { for r in st.rules where !after.contains(ObjectIdentifier(r)) { delta.append(r.match) } }
+        }
+        changes = delta
     }
 
     var ruleCount: Int { subtables.reduce(0) { $0 + $1.rules.count } }

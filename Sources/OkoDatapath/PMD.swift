@@ -1,3 +1,4 @@
+import CDPDK
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -16,8 +17,9 @@ struct PacketPrograms: ProgramEvaluator {
     mutating func reset(_ p: PacketView) {
         data = p.data
         length = p.length
-        memo.removeAll(keepingCapacity: true)
-        recorded.removeAll(keepingCapacity: true)
+        // Most packets consult no program: skip the Array calls then.
+        if !memo.isEmpty { memo.removeAll(keepingCapacity: true) }
+        if !recorded.isEmpty { recorded.removeAll(keepingCapacity: true) }
         recording = false
     }
 
@@ -36,44 +38,6 @@ struct PacketPrograms: ProgramEvaluator {
     }
 }
 
-/// A cached pipeline decision.
-/// Owned by one PMD thread; hot fields live in unsafe buffers so a cache hit costs no reference counting.
-final class MegaflowEntry {
-    let mask: FlowKey
-    let maskedKey: FlowKey
-    let dependencies: UnsafeMutableBufferPointer<(UInt32, UInt64)>
-    let actions: UnsafeMutableBufferPointer<CompiledAction>
-    let rules: [FlowRule]
-    /// Unretained view of `rules` for the per-batch counter flush.
-    let ruleRefs: UnsafeMutableBufferPointer<Unmanaged<FlowRule>>
-    @exclusivity(unchecked) var pendingPackets: UInt64 = 0
-    @exclusivity(unchecked) var pendingBytes: UInt64 = 0
-    @exclusivity(unchecked) var touched = false
-
-    init(mask: FlowKey, maskedKey: FlowKey, dependencies: [(UInt32, UInt64)], actions: [CompiledAction], rules: [FlowRule]) {
-        self.mask = mask
-        self.maskedKey = maskedKey
-        self.dependencies = .allocate(capacity: dependencies.count)
-        _ = self.dependencies.initialize(from: dependencies)
-        self.actions = .allocate(capacity: actions.count)
-        _ = self.actions.initialize(from: actions)
-        self.rules = rules
-        ruleRefs = .allocate(capacity: rules.count)
-        _ = ruleRefs.initialize(from: rules.map { Unmanaged.passUnretained($0) })
-    }
-
-    deinit {
-        ruleRefs.deallocate()
-        dependencies.deallocate()
-        actions.deallocate()
-    }
-
-    func sameDependencies(_ other: MegaflowEntry) -> Bool {
-        dependencies.count == other.dependencies.count
-            && zip(dependencies, other.dependencies).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
-    }
-}
-
 /// Statistics of one PMD thread.
 public struct PMDStatistics: Sendable, Equatable {
     public var packets: UInt64
@@ -89,68 +53,6 @@ public struct PMDStatistics: Sendable, Equatable {
     public var megaflows: Int
 }
 
-/// Per-bridge caches owned by one PMD thread.
-final class BridgeCaches {
-    static let emcSize = 4096
-    var generation: UInt64 = 0
-    let emcKeys = UnsafeMutablePointer<FlowKey>.allocate(capacity: emcSize)
-    /// Unretained: entries are owned by `megaflows` or `replaced` until the next flush.
-    let emcEntries = UnsafeMutablePointer<Unmanaged<MegaflowEntry>?>.allocate(capacity: emcSize)
-    var replaced: [MegaflowEntry] = []
-
-    init() {
-        emcKeys.initialize(repeating: FlowKey(), count: BridgeCaches.emcSize)
-        emcEntries.initialize(repeating: nil, count: BridgeCaches.emcSize)
-    }
-
-    deinit {
-        touched.deallocate()
-        emcKeys.deallocate()
-        emcEntries.deallocate()
-    }
-    var megaflowMasks: [FlowKey] = []
-    /// Per mask: masked key -> variants (entries that differ only in the program results they depend on).
-    var megaflows: [[FlowKey: [MegaflowEntry]]] = []
-    var count = 0
-    static let maxMegaflows = 65536
-    var overflow = false
-    /// Entries hit in the current batch (at most one per packet).
-    let touched = UnsafeMutablePointer<Unmanaged<MegaflowEntry>>.allocate(capacity: maxBatchSize)
-    @exclusivity(unchecked) var touchedCount = 0
-
-    func flush() {
-        for i in 0..<BridgeCaches.emcSize { emcEntries[i] = nil }
-        replaced = []
-        overflow = false
-        megaflowMasks = []
-        megaflows = []
-        count = 0
-    }
-
-    func insert(_ e: MegaflowEntry, key: FlowKey, hash: UInt32) {
-        // Never flush mid-batch: `touched` and the EMC hold unretained references.
-        if count >= BridgeCaches.maxMegaflows { overflow = true }
-        if let i = megaflowMasks.firstIndex(of: e.mask) {
-            var variants = megaflows[i][e.maskedKey] ?? []
-            variants.removeAll { old in
-                if old.sameDependencies(e) { replaced.append(old); return true }
-                return false
-            }
-            if variants.count >= 8 { replaced.append(variants.removeFirst()) }
-            variants.append(e)
-            count += 1
-            megaflows[i][e.maskedKey] = variants
-        } else {
-            megaflowMasks.append(e.mask)
-            megaflows.append([e.maskedKey: [e]])
-            count += 1
-        }
-        let slot = Int(hash) & (BridgeCaches.emcSize - 1)
-        emcKeys[slot] = key
-        emcEntries[slot] = Unmanaged.passUnretained(e)
-    }
-}
-
 final class PMDCounters: Sendable {
     let packets = Atomic<UInt64>(0), batches = Atomic<UInt64>(0), emcHits = Atomic<UInt64>(0)
     let megaflowHits = Atomic<UInt64>(0), misses = Atomic<UInt64>(0), upcalls = Atomic<UInt64>(0)
@@ -164,15 +66,23 @@ public final class PMDThread: @unchecked Sendable {
     public let threadCount: Int
     private let bridges: [Bridge]
     private let readerSlots: [EpochReclaimer.ReaderSlot]
-    private var caches: [ObjectIdentifier: BridgeCaches] = [:]
-    @exclusivity(unchecked) private var txBuffers: [[PacketView]] = []
+    /// One cache set per bridge, same order as `bridges`.
+    private let caches: [BridgeCaches]
+    /// Per port slot: up to `txCapacity` packets staged for transmission (flushed at the end of a batch, or
+    /// when full). Unsafe memory so that staging a packet costs a store, not an Array append.
+    @exclusivity(unchecked) private var txPackets = UnsafeMutablePointer<PacketView>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var txCounts = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var txSlots = 0
+    static let txCapacity = 64
     @exclusivity(unchecked) private var freeList: [PacketView] = []
     private let rxBuffer = UnsafeMutableBufferPointer<PacketView>.allocate(capacity: maxBatchSize)
     private let running = Atomic<Bool>(false)
     private let finished = Atomic<Bool>(true)
+    /// Monotonic nanoseconds at the start of the current poll (rule last-used times).
     @exclusivity(unchecked) private var now: UInt64 = 0
+    private let clock = TSCClock.shared
 
-    // Statistics (written by the owner thread only, read by anyone).
+    // Statistics (written by the owner thread only, read by anyone). busy/idle are in TSC ticks.
     private let stats = PMDCounters()
 
     /// Polls port slot i of each bridge when `i % threadCount == index`.
@@ -181,11 +91,14 @@ public final class PMDThread: @unchecked Sendable {
         self.index = index
         self.threadCount = threadCount
         readerSlots = bridges.map { $0.reclaimer.register() }
+        caches = bridges.map { _ in BridgeCaches() }
     }
 
     deinit {
         for (b, s) in zip(bridges, readerSlots) { b.reclaimer.unregister(s) }
         rxBuffer.deallocate()
+        txPackets.deallocate()
+        txCounts.deallocate()
     }
 
     @inline(__always)
@@ -198,7 +111,8 @@ public final class PMDThread: @unchecked Sendable {
                       emcHits: stats.emcHits.load(ordering: .relaxed), megaflowHits: stats.megaflowHits.load(ordering: .relaxed),
                       misses: stats.misses.load(ordering: .relaxed), upcalls: stats.upcalls.load(ordering: .relaxed),
                       malformed: stats.malformed.load(ordering: .relaxed), invalidTTLDrops: stats.invalidTTL.load(ordering: .relaxed),
-                      busyNanoseconds: stats.busy.load(ordering: .relaxed), idleNanoseconds: stats.idle.load(ordering: .relaxed),
+                      busyNanoseconds: clock.nanoseconds(ticks: stats.busy.load(ordering: .relaxed)),
+                      idleNanoseconds: clock.nanoseconds(ticks: stats.idle.load(ordering: .relaxed)),
                       megaflows: stats.megaflows.load(ordering: .relaxed))
     }
 
@@ -244,31 +158,34 @@ public final class PMDThread: @unchecked Sendable {
     /// One iteration over all assigned ports; returns the number of packets processed.
     @discardableResult
     public func pollOnce() -> Int {
-        let t0 = monotonicNanoseconds()
-        now = t0
+        let t0 = oko_rdtsc()
+        now = clock.nanoseconds(at: t0)
         var total = 0
-        for (bi, bridge) in bridges.enumerated() {
+        for bi in 0..<bridges.count {
+            let bridge = bridges[bi]
             // Going (or staying) online: publish our epoch before loading the snapshot pointer.
             bridge.reclaimer.quiescent(readerSlots[bi])
             let snap = bridge.loadSnapshot().takeUnretainedValue()
-            let cache = cachesFor(bridge, snap)
-            if txBuffers.count < snap.ports.count {
-                txBuffers += Array(repeating: [], count: snap.ports.count - txBuffers.count)
-            }
-            for (pi, slot) in snap.ports.enumerated() where pi % threadCount == index {
+            let cache = caches[bi]
+            if cache.generation != snap.generation { cache.update(to: snap) }
+            let ports = snap.ports
+            if txSlots < ports.count { growTransmitSlots(ports.count) }
+            var pi = index
+            while pi < ports.count {
+                let slot = ports[pi]
+                pi += threadCount
                 let n = slot.port.receive(queue: index, into: rxBuffer, inPort: slot.number)
                 if n == 0 { continue }
                 total += n
-                var bytes: UInt64 = 0
-                for i in 0..<n { bytes &+= UInt64(rxBuffer[i].length) }
+                let bytes = process(UnsafeMutableBufferPointer(rebasing: rxBuffer[0..<n]), bridge: bridge, snap: snap,
+                                    cache: cache, slot: slot)
                 slot.rxPackets.add(UInt64(n), ordering: .relaxed)
                 slot.rxBytes.add(bytes, ordering: .relaxed)
-                process(UnsafeMutableBufferPointer(rebasing: rxBuffer[0..<n]), bridge: bridge, snap: snap, cache: cache, slot: slot)
             }
             if index == 0 { total += drainPacketOuts(bridge, snap) }
             bridge.reclaimer.quiescent(readerSlots[bi])
         }
-        let t1 = monotonicNanoseconds()
+        let t1 = oko_rdtsc()
         if total > 0 {
             bump(stats.busy, t1 &- t0)
             bump(stats.batches, 1)
@@ -278,18 +195,14 @@ public final class PMDThread: @unchecked Sendable {
         return total
     }
 
-    private func cachesFor(_ bridge: Bridge, _ snap: BridgeSnapshot) -> BridgeCaches {
-        let id = ObjectIdentifier(bridge)
-        let c: BridgeCaches
-        if let existing = caches[id] { c = existing } else {
-            c = BridgeCaches()
-            caches[id] = c
-        }
-        if c.generation != snap.generation {
-            c.flush()
-            c.generation = snap.generation
-        }
-        return c
+    /// Only between batches (every staging area is empty then).
+    private func growTransmitSlots(_ count: Int) {
+        txPackets.deallocate()
+        txCounts.deallocate()
+        txPackets = .allocate(capacity: count * PMDThread.txCapacity)
+        txCounts = .allocate(capacity: count)
+        txCounts.initialize(repeating: 0, count: count)
+        txSlots = count
     }
 
     private func drainPacketOuts(_ bridge: Bridge, _ snap: BridgeSnapshot) -> Int {
@@ -308,43 +221,60 @@ public final class PMDThread: @unchecked Sendable {
 
     // MARK: per-batch processing
 
+    /// Runs the pipeline over one received burst; returns its byte count.
     private func process(_ batch: UnsafeMutableBufferPointer<PacketView>, bridge: Bridge, snap: BridgeSnapshot,
-                         cache: BridgeCaches, slot: PortSlot) {
-        var programs = PacketPrograms(programs: snap.programTable, data: batch[0].data, length: 0)
-        var emcHits: UInt64 = 0, megaHits: UInt64 = 0, misses: UInt64 = 0, malformed: UInt64 = 0
-        for i in 0..<batch.count {
-            var p = batch[i]
+                         cache: BridgeCaches, slot: PortSlot) -> UInt64 {
+        let packets = batch.baseAddress!
+        let n = batch.count
+        var programs = PacketPrograms(programs: snap.programTable, data: packets[0].data, length: 0)
+        var emcHits: UInt64 = 0, megaHits: UInt64 = 0, misses: UInt64 = 0, malformed: UInt64 = 0, bytes: UInt64 = 0
+        let useEMC = cache.usesEMC
+        let portNumbers = cache.portNumbers
+        let portCount = cache.portCount
+        for i in 0..<min(n, 4) { oko_prefetch(packets[i].data) }
+        for i in 0..<n {
+            if i + 4 < n { oko_prefetch(packets[i + 4].data) }
+            var p = packets[i]
+            bytes &+= UInt64(p.length)
             var key = FlowKey()
             var off = PacketParser.parse(p.data, length: Int(p.length), inPort: p.inPort, key: &key)
             if off.malformed { malformed += 1 }
             programs.reset(p)
-            let hash = key.fastHash
             var entry: Unmanaged<MegaflowEntry>?
-            let emcSlot = Int(hash) & (BridgeCaches.emcSize - 1)
-            if let e = cache.emcEntries[emcSlot], cache.emcKeys[emcSlot] == key,
-               e._withUnsafeGuaranteedRef({ valid($0, &programs) }) {
-                entry = e
-                emcHits += 1
-            } else {
-                search: for (mi, mask) in cache.megaflowMasks.enumerated() {
-                    guard let variants = cache.megaflows[mi][key.masked(by: mask)] else { continue }
-                    for e in variants where valid(e, &programs) {
-                        entry = Unmanaged.passUnretained(e)
-                        cache.emcKeys[emcSlot] = key
-                        cache.emcEntries[emcSlot] = entry
+            var emcSlot = -1
+            if useEMC {
+                emcSlot = Int(key.fastHash) & (BridgeCaches.emcSize - 1)
+                if let e = cache.emcEntries[emcSlot], cache.emcKeys[emcSlot] == key,
+                   e._withUnsafeGuaranteedRef({ !$0.dead && valid($0, &programs) }) {
+                    entry = e
+                    emcHits += 1
+                }
+            }
+            if entry == nil {
+                let tables = cache.tableRefs
+                for t in 0..<cache.tableCount {
+                    entry = tables[t]._withUnsafeGuaranteedRef { table -> Unmanaged<MegaflowEntry>? in
+                        let mk = key.masked(by: table.mask)
+                        var candidate = table.find(mk, hash: mk.fastHash)
+                        while let c = candidate {
+                            if c._withUnsafeGuaranteedRef({ valid($0, &programs) }) { return c }
+                            candidate = c._withUnsafeGuaranteedRef { $0.nextVariant }
+                        }
+                        return nil
+                    }
+                    if entry != nil {
                         megaHits += 1
-                        break search
+                        if emcSlot >= 0 {
+                            cache.emcKeys[emcSlot] = key
+                            cache.emcEntries[emcSlot] = entry
+                        }
+                        break
                     }
                 }
             }
             if entry == nil {
                 misses += 1
-                programs.recording = true
-                let d = bridge.walk(snap, key: key, programs: &programs)
-                let e = MegaflowEntry(mask: d.wildcards, maskedKey: key.masked(by: d.wildcards),
-                                      dependencies: programs.recorded, actions: d.actions, rules: d.rules)
-                cache.insert(e, key: key, hash: hash)
-                entry = Unmanaged.passUnretained(e)
+                entry = upcall(key, &programs, bridge: bridge, snap: snap, cache: cache)
             }
             entry!._withUnsafeGuaranteedRef { e in
                 e.pendingPackets &+= 1
@@ -354,7 +284,17 @@ public final class PMDThread: @unchecked Sendable {
                     cache.touched[cache.touchedCount] = Unmanaged.passUnretained(e)
                     cache.touchedCount += 1
                 }
-                execute(UnsafeBufferPointer(e.actions), &p, &key, &off, bridge: bridge, snap: snap, mayConsume: true)
+                let out = Int(e.singleOutput)
+                if out >= 0 {
+                    // Plain `output:N` (the common decision): same semantics as execute(), without the interpreter.
+                    if out < portCount && portNumbers[out] != p.inPort {
+                        stage(p, slot: out, bridge: bridge, snap: snap)
+                    } else {
+                        freeList.append(p)
+                    }
+                } else {
+                    execute(UnsafeBufferPointer(e.actions), &p, &key, &off, bridge: bridge, snap: snap, mayConsume: true)
+                }
             }
         }
         // Flush per-rule counters once per batch.
@@ -370,43 +310,79 @@ public final class PMDThread: @unchecked Sendable {
         }
         cache.touchedCount = 0
         if cache.overflow { cache.flush() }
-        slot.rxErrors.add(malformed, ordering: .relaxed)
-        bump(stats.packets, UInt64(batch.count))
+        if malformed != 0 { slot.rxErrors.add(malformed, ordering: .relaxed) }
+        bump(stats.packets, UInt64(n))
         bump(stats.emcHits, emcHits)
         bump(stats.megaflowHits, megaHits)
         bump(stats.misses, misses)
         bump(stats.upcalls, misses)
         bump(stats.malformed, malformed)
-        stats.megaflows.store(cache.count, ordering: .relaxed)
+        if misses != 0 { stats.megaflows.store(cache.count, ordering: .relaxed) }
         flush(bridge: bridge, snap: snap)
+        return bytes
+    }
+
+    /// Slow path: walks the tables and caches the decision.
+    @inline(never)
+    private func upcall(_ key: FlowKey, _ programs: inout PacketPrograms, bridge: Bridge, snap: BridgeSnapshot,
+                        cache: BridgeCaches) -> Unmanaged<MegaflowEntry> {
+        programs.recording = true
+        let d = bridge.walk(snap, key: key, programs: &programs)
+        var volatile = d.rules.contains { $0.instructions.writeMetadata != nil }
+        for a in d.actions {
+            switch a {
+            case .setField, .pushVLAN, .popVLAN, .group: volatile = true
+            default: break
+            }
+        }
+        let e = MegaflowEntry(mask: d.wildcards, maskedKey: key.masked(by: d.wildcards), dependencies: programs.recorded,
+                              actions: d.actions, rules: d.rules, volatile: volatile)
+        cache.insert(e, key: key, hash: key.fastHash)
+        return Unmanaged.passUnretained(e)
     }
 
     @inline(__always)
     private func valid(_ e: MegaflowEntry, _ programs: inout PacketPrograms) -> Bool {
+        if e.dependencies.isEmpty { return true }
         for (id, expected) in e.dependencies where programs.result(of: id) != expected { return false }
         return true
     }
 
-    private func flush(bridge: Bridge, snap: BridgeSnapshot) {
-        for si in 0..<txBuffers.count where !txBuffers[si].isEmpty {
-            guard si < snap.ports.count else {
-                freeList += txBuffers[si]
-                txBuffers[si].removeAll(keepingCapacity: true)
-                continue
-            }
-            let slot = snap.ports[si]
-            var bytes: UInt64 = 0
-            for p in txBuffers[si] { bytes &+= UInt64(p.length) }
-            let sent = txBuffers[si].withUnsafeMutableBufferPointer { slot.port.transmit(queue: index, $0) }
-            if sent < txBuffers[si].count {
-                for p in txBuffers[si][sent...] { bytes &-= UInt64(p.length) }
-                freeList += txBuffers[si][sent...]
-                slot.txDrops.add(UInt64(txBuffers[si].count - sent), ordering: .relaxed)
-            }
-            slot.txPackets.add(UInt64(sent), ordering: .relaxed)
-            slot.txBytes.add(bytes, ordering: .relaxed)
-            txBuffers[si].removeAll(keepingCapacity: true)
+    /// Stages a packet for transmission on port slot `slot` (transmits the slot first when it is full).
+    @inline(__always)
+    private func stage(_ p: PacketView, slot: Int, bridge: Bridge, snap: BridgeSnapshot) {
+        var count = txCounts[slot]
+        if count == PMDThread.txCapacity {
+            transmit(slot: slot, snap: snap)
+            count = 0
         }
+        (txPackets + slot * PMDThread.txCapacity + count).initialize(to: p)
+        txCounts[slot] = count + 1
+    }
+
+    private func transmit(slot si: Int, snap: BridgeSnapshot) {
+        let count = txCounts[si]
+        txCounts[si] = 0
+        let staged = UnsafeMutableBufferPointer(start: txPackets + si * PMDThread.txCapacity, count: count)
+        guard si < snap.ports.count else {
+            freeList.append(contentsOf: staged)
+            return
+        }
+        let slot = snap.ports[si]
+        var bytes: UInt64 = 0
+        for p in staged { bytes &+= UInt64(p.length) }
+        let sent = slot.port.transmit(queue: index, staged)
+        if sent < count {
+            for p in staged[sent...] { bytes &-= UInt64(p.length) }
+            freeList.append(contentsOf: staged[sent...])
+            slot.txDrops.add(UInt64(count - sent), ordering: .relaxed)
+        }
+        slot.txPackets.add(UInt64(sent), ordering: .relaxed)
+        slot.txBytes.add(bytes, ordering: .relaxed)
+    }
+
+    private func flush(bridge: Bridge, snap: BridgeSnapshot) {
+        for si in 0..<txSlots where txCounts[si] != 0 { transmit(slot: si, snap: snap) }
         if !freeList.isEmpty {
             freeList.withUnsafeMutableBufferPointer { bridge.buffers.free($0) }
             freeList.removeAll(keepingCapacity: true)
@@ -416,12 +392,12 @@ public final class PMDThread: @unchecked Sendable {
     // MARK: action execution
 
     @inline(__always)
-    private func emit(_ p: inout PacketView, slot: Int, consume: Bool, consumed: inout Bool, bridge: Bridge) {
+    private func emit(_ p: inout PacketView, slot: Int, consume: Bool, consumed: inout Bool, bridge: Bridge, snap: BridgeSnapshot) {
         if consume && !consumed {
-            txBuffers[slot].append(p)
+            stage(p, slot: slot, bridge: bridge, snap: snap)
             consumed = true
         } else if let c = bridge.buffers.clone(p) {
-            txBuffers[slot].append(c)
+            stage(c, slot: slot, bridge: bridge, snap: snap)
         }
     }
 
@@ -442,10 +418,10 @@ public final class PMDThread: @unchecked Sendable {
             case .output(let slot):
                 // OpenFlow: never back out of the ingress port unless OFPP_IN_PORT is used.
                 if Int(slot) < snap.ports.count && snap.ports[Int(slot)].number != p.inPort {
-                    emit(&p, slot: Int(slot), consume: isLast, consumed: &consumed, bridge: bridge)
+                    emit(&p, slot: Int(slot), consume: isLast, consumed: &consumed, bridge: bridge, snap: snap)
                 }
             case .outputInPort:
-                if let s = snap.portIndex[p.inPort] { emit(&p, slot: Int(s), consume: isLast, consumed: &consumed, bridge: bridge) }
+                if let s = snap.portIndex[p.inPort] { emit(&p, slot: Int(s), consume: isLast, consumed: &consumed, bridge: bridge, snap: snap) }
             case .flood, .all:
                 let flood: Bool
                 if case .flood = actions[i] { flood = true } else { flood = false }
@@ -505,7 +481,7 @@ public final class PMDThread: @unchecked Sendable {
         var targets: [Int] = []
         for (i, s) in snap.ports.enumerated() where s.number != p.inPort && !(flood && s.noFlood) { targets.append(i) }
         for (n, t) in targets.enumerated() {
-            emit(&p, slot: t, consume: consume && n == targets.count - 1, consumed: &consumed, bridge: bridge)
+            emit(&p, slot: t, consume: consume && n == targets.count - 1, consumed: &consumed, bridge: bridge, snap: snap)
         }
     }
 
@@ -516,7 +492,7 @@ public final class PMDThread: @unchecked Sendable {
         let dst = key.value(.ethDst)
         if dst & 0x0100_0000_0000 == 0, let port = bridge.macTable.lookup(mac: dst, vlan: vlan, now: now) {
             if port != p.inPort, let s = snap.portIndex[port] {
-                emit(&p, slot: Int(s), consume: consume, consumed: &consumed, bridge: bridge)
+                emit(&p, slot: Int(s), consume: consume, consumed: &consumed, bridge: bridge, snap: snap)
             }
             return
         }
