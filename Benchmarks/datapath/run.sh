@@ -11,12 +11,14 @@
 #   c  1,000 rules on distinct nw_dst /32 plus a default drop, 10,000 flows
 #   d  a with a filter program (compiled here by clang) that updates a hash map per packet, loaded through
 #      the REST API: priority=10,in_port=1,filter_prog=1,actions=output:2
-#   e  c while a client applies RATE rule changes per second through the REST API (alternately adds and
-#      deletes a priority-20 /32 rule on a destination of the traffic; one keep-alive connection)
+#   e  c while a client applies RATE rule changes per second (alternately adds and deletes a priority-20 /32
+#      rule on a destination of the traffic) through OpenFlow (default) or the REST API (CHURN=rest)
 #
 # Environment knobs:
 #   DUR=10      measurement window per run (s)        WARM=3   warm-up before the window (s)
 #   REPS=3      runs per case; the median is reported  RATE=1000 rule changes per second in (e)
+#   CHURN=openflow  how (e) changes rules: openflow (pipelined flow-mods on one connection, then a barrier)
+#               or rest (POST/DELETE on one keep-alive HTTP/1.1 connection, each waiting for its answer)
 #   PEER=1      also run dpdk-testpmd io and OVS-DPDK (Benchmarks/datapath/ovs-peer.sh) in the same run
 #   INTERLEAVE=1  peers and okod alternate rep by rep, so slow drift of a shared host hits both alike
 #   OKOD=path   use this okod binary instead of building one (swift build -c release)
@@ -33,7 +35,7 @@ export LC_ALL=C
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 DUR=${DUR:-10} WARM=${WARM:-3} REPS=${REPS:-3} PEER=${PEER:-1} RATE=${RATE:-1000} INTERLEAVE=${INTERLEAVE:-1}
-PERF=${PERF:-0} KEEP=${KEEP:-0}
+PERF=${PERF:-0} KEEP=${KEEP:-0} CHURN=${CHURN:-openflow}
 CASES=${*:-a b c d e}
 PY=/usr/bin/python3
 work=$(mktemp -d /tmp/oko-bench.XXXXXX)
@@ -169,12 +171,71 @@ with open(out, "w") as f:
     f.write("%.0f %d %d\n" % (done / elapsed if elapsed > 0 else 0, done, errors))
 PY
 
+# (e) over OpenFlow 1.3: flow-mods are asynchronous, so one connection can carry RATE changes/s without
+# waiting for each; a barrier at the end makes the reported rate the rate okod actually applied them at.
+cat > "$work/churn_of.py" <<'PY'
+import socket, struct, sys, time, signal, threading
+port, rate, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+s = socket.create_connection(("127.0.0.1", port)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def msg(t, body, xid=0): return struct.pack("!BBHI", 4, t, 8 + len(body), xid) + body
+oxm = struct.pack("!IH", 0x80000A02, 0x0800) + struct.pack("!I", 0x80001804) + bytes([198, 19, 0, 7])
+match = struct.pack("!HH", 1, 4 + len(oxm)) + oxm
+match += bytes((8 - len(match) % 8) % 8)
+output = struct.pack("!HHIH6x", 0, 16, 2, 0xFFFF)
+apply = struct.pack("!HH4x", 4, 8 + len(output)) + output
+def flow_mod(command):
+    head = struct.pack("!QQBBHHHIIIH2x", 0, 0, 0, command, 0, 0, 20, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return msg(14, head + match + (apply if command == 0 else b""))
+add, delete = flow_mod(0), flow_mod(4)   # OFPFC_ADD, OFPFC_DELETE_STRICT
+errors = 0; barrier = threading.Event()
+def reader():
+    global errors
+    buf = b""
+    while True:
+        try: data = s.recv(65536)
+        except OSError: return
+        if not data: return
+        buf += data
+        while len(buf) >= 8:
+            v, t, n, xid = struct.unpack("!BBHI", buf[:8])
+            if len(buf) < n: break
+            body, buf = buf[8:n], buf[n:]
+            if t == 1: errors += 1
+            elif t == 2: s.sendall(msg(3, body, xid))
+            elif t == 21: barrier.set()
+s.sendall(msg(0, b""))
+threading.Thread(target=reader, daemon=True).start()
+stop = False
+def handler(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, handler)
+done = 0; start = time.monotonic()
+while not stop:
+    due = start + done / rate; now = time.monotonic()
+    if due > now: time.sleep(min(due - now, 0.01)); continue
+    s.sendall(add if done % 2 == 0 else delete); done += 1
+s.sendall(msg(20, b"", 7)); barrier.wait(10)
+elapsed = time.monotonic() - start
+with open(out, "w") as f:
+    f.write("%.0f %d %d\n" % (done / elapsed if elapsed > 0 else 0, done, errors))
+PY
+
 # ---------------------------------------------------------------- okod runs
 metric() {   # metric FILE NAME [LABEL_SUBSTRING] -> sum of the samples
     awk -v n="$2" -v l="${3:-}" '$1 ~ "^"n"({|$)" && index($1, l) {s += $NF} END {printf "%.0f", s}' "$1"
 }
-sample() {   # sample PORT OUTFILE: /metrics plus a timestamp
+pmd_tid() {   # pmd_tid PID: the poll-mode thread (DPDK names worker lcore threads lcore-worker-N)
+    local t
+    for t in /proc/$1/task/*; do
+        grep -q -E '^(rte|lcore)-worker' "$t/comm" 2>/dev/null && { basename "$t"; return; }
+    done
+}
+sample() {   # sample PORT OUTFILE [TID]: timestamp, on-CPU ns of the PMD thread (schedstat), /metrics
     date +%s.%N > "$2"
+    local cpu=0
+    [ -n "${3:-}" ] && cpu=$(awk '{print $1}' "/proc/$OKOD_PID/task/$3/schedstat" 2>/dev/null)
+    echo "pmd_oncpu_ns ${cpu:-0}" >> "$2"
     curl -s --max-time 5 "http://127.0.0.1:$1/metrics" >> "$2"
 }
 
@@ -233,7 +294,13 @@ run_okod() {   # run_okod CASE REP
     fi
     sleep "$WARM"
     if [ "$c" = e ]; then
-        taskset -c 0 $PY "$work/churn.py" "$port" "$token" "$RATE" "$dir/churn.txt" &
+        if [ "$CHURN" = rest ]; then
+            taskset -c 0 $PY "$work/churn.py" "$port" "$token" "$RATE" "$dir/churn.txt" &
+        else
+            local ofport
+            ofport=$(sed -n 's/.*OpenFlow 1.3 listening on .*:\([0-9]*\) for bridge.*/\1/p' "$dir/okod.log" | head -1)
+            taskset -c 0 $PY "$work/churn_of.py" "$ofport" "$RATE" "$dir/churn.txt" &
+        fi
         CHURN_PID=$!
         sleep 1
     fi
@@ -242,9 +309,11 @@ run_okod() {   # run_okod CASE REP
         perf stat -C 1 -e cycles,instructions,cache-misses,branch-misses -o "$dir/perf-stat.txt" -- sleep "$DUR" &
         perf_pid=$!
     fi
-    sample "$port" "$dir/m0"
+    local tid
+    tid=$(pmd_tid $OKOD_PID)
+    sample "$port" "$dir/m0" "$tid"
     sleep "$DUR"
-    sample "$port" "$dir/m1"
+    sample "$port" "$dir/m1" "$tid"
     [ -n "$perf_pid" ] && wait "$perf_pid"
     local extra=""
     if [ -n "$CHURN_PID" ]; then
@@ -267,14 +336,18 @@ run_okod() {   # run_okod CASE REP
     emc0=$(metric "$dir/m0" oko_pmd_emc_hits_total); emc1=$(metric "$dir/m1" oko_pmd_emc_hits_total)
     mf0=$(metric "$dir/m0" oko_pmd_megaflow_hits_total); mf1=$(metric "$dir/m1" oko_pmd_megaflow_hits_total)
     up0=$(metric "$dir/m0" oko_pmd_upcalls_total); up1=$(metric "$dir/m1" oko_pmd_upcalls_total)
+    local cpu0 cpu1 ccpp
+    cpu0=$(metric "$dir/m0" pmd_oncpu_ns); cpu1=$(metric "$dir/m1" pmd_oncpu_ns)
+    ccpp=$(awk -v a="$cpu0" -v b="$cpu1" -v p="$pk0" -v q="$pk1" -v g="$tsc_ghz" \
+        'BEGIN {if (q > p && b > a) printf "%.0f", (b - a) * g / (q - p); else print "n/a"}')
     local mpps cpp mix
     mpps=$(awk -v a="$tx0" -v b="$tx1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.3f", (b - a) / (e - s) / 1e6}')
     cpp=$(awk -v a="$busy0" -v b="$busy1" -v p="$pk0" -v q="$pk1" -v g="$tsc_ghz" \
         'BEGIN {if (q > p) printf "%.0f", (b - a) * g / (q - p); else print "n/a"}')
     mix=$(awk -v p="$pk0" -v q="$pk1" -v e0="$emc0" -v e1="$emc1" -v m0="$mf0" -v m1="$mf1" -v u0="$up0" -v u1="$up1" \
         'BEGIN {n = q - p; if (n <= 0) n = 1; printf "emc %.0f%% megaflow %.0f%% upcalls %d", 100 * (e1 - e0) / n, 100 * (m1 - m0) / n, u1 - u0}')
-    log "okod $c rep $rep: $mpps Mpps, $cpp cycles/pkt; $extra$mix"
-    printf '%s\t%s\t%s\t%s\n' "$c" "$mpps" "$cpp" "$extra$mix" >> "$raw"
+    log "okod $c rep $rep: $mpps Mpps, $cpp cycles/pkt (busy), $ccpp on-CPU cycles/pkt; $extra$mix"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$c" "$mpps" "$cpp" "$extra$mix" "$ccpp" >> "$raw"
 }
 
 # ---------------------------------------------------------------- peers
@@ -320,7 +393,7 @@ describe() { case $1 in
     b) echo "(b) in_port=1,udp -> 2, 10k flows";;
     c) echo "(c) 1,000 nw_dst /32 + default, 10k flows";;
     d) echo "(d) (a) + filter program updating a hash map";;
-    e) echo "(e) (c) + ${RATE} rule changes/s (REST)";; esac; }
+    e) echo "(e) (c) + ${RATE} rule changes/s ($CHURN)";; esac; }
 peer_of() { case $1 in a) echo a-1rule-n1;; b) echo b2-udprule-n10k;; c) echo c-1000rules-n10k;; esac; }
 tp_of() { case $1 in a|d) echo tp-io-n1;; *) echo tp-io-n10k;; esac; }
 

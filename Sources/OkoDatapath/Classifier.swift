@@ -37,15 +37,12 @@ final class Subtable: @unchecked Sendable {
         let sorted = unsorted.sorted { $0.priority > $1.priority }
         rules = sorted
         maxPriority = Int32(sorted.first?.priority ?? 0)
-        var groups: [FlowKey: [FlowRule]] = [:]
-        var order: [FlowKey] = []
-        for r in sorted {
-            let k = r.match.key.masked(by: mask)
-            if groups[k] == nil { order.append(k) }
-            groups[k, default: []].append(r)
-        }
+        // Built without Dictionaries (this runs on every rule change of the table): pass 1 places each distinct
+        // masked key in the open-addressing table and counts its rules, prefix sums lay the runs out, pass 2
+        // fills them in priority order.
+        let n = sorted.count
         var cap = 4
-        while cap < order.count * 2 { cap <<= 1 }
+        while cap < n * 2 { cap <<= 1 }
         slotMask = cap - 1
         slotKeys = .allocate(capacity: cap)
         slotKeys.initialize(repeating: FlowKey(), count: cap)
@@ -55,23 +52,36 @@ final class Subtable: @unchecked Sendable {
         slotStart.initialize(repeating: -1, count: cap)
         slotCount = .allocate(capacity: cap)
         slotCount.initialize(repeating: 0, count: cap)
-        refs = .allocate(capacity: max(1, sorted.count))
-        var next = 0
-        for k in order {
+        refs = .allocate(capacity: max(1, n))
+        let ruleSlot = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, n))
+        defer { ruleSlot.deallocate() }
+        for (j, r) in sorted.enumerated() {
+            let k = r.match.key.masked(by: mask)
             let h = k.fastHash
             var i = Int(h) & slotMask
-            while slotStart[i] >= 0 { i = (i + 1) & slotMask }
-            slotKeys[i] = k
-            slotHashes[i] = h
-            slotStart[i] = Int32(next)
-            let run = groups[k]!
-            slotCount[i] = Int32(run.count)
-            for r in run {
-                (refs + next).initialize(to: RuleRef(priority: Int32(r.priority),
-                                                     program: r.match.filterProgram.map { Int64($0) } ?? -1,
-                                                     rule: Unmanaged.passUnretained(r)))
-                next += 1
+            while slotStart[i] >= 0 && !(slotHashes[i] == h && slotKeys[i] == k) { i = (i + 1) & slotMask }
+            if slotStart[i] < 0 {
+                slotStart[i] = 0
+                slotKeys[i] = k
+                slotHashes[i] = h
             }
+            slotCount[i] += 1
+            ruleSlot[j] = Int32(i)
+        }
+        var next: Int32 = 0
+        for i in 0..<cap where slotStart[i] >= 0 {
+            slotStart[i] = next
+            next += slotCount[i]
+        }
+        let filled = UnsafeMutablePointer<Int32>.allocate(capacity: cap)
+        filled.initialize(repeating: 0, count: cap)
+        defer { filled.deallocate() }
+        for (j, r) in sorted.enumerated() {
+            let i = Int(ruleSlot[j])
+            (refs + Int(slotStart[i] + filled[i])).initialize(to: RuleRef(
+                priority: Int32(r.priority), program: r.match.filterProgram.map { Int64($0) } ?? -1,
+                rule: Unmanaged.passUnretained(r)))
+            filled[i] += 1
         }
     }
 
@@ -116,11 +126,12 @@ final class TableSnapshot: Sendable {
     let subtables: [Subtable]
     /// Unique identity of this table version.
     let version: UInt64
-    /// The version `changes` is relative to (0 = none).
-    let previousVersion: UInt64
-    /// Matches of the rules added, removed or modified since `previousVersion` (nil = unknown), so that
-    /// flow caches can drop only the entries these rules could affect.
-    let changes: [FlowMatch]?
+    /// For a few earlier versions (newest first): the matches of the rules added, removed or modified since
+    /// that version, so that flow caches drop only the entries these rules could affect, even when a poll-mode
+    /// thread did not see every intermediate version.
+    let history: [(version: UInt64, changes: [FlowMatch])]
+    static let historyDepth = 16
+    static let maxTrackedChanges = 64
 
     /// `previous`: the table this one replaces, to record what changed (rules are compared by identity: an
     /// unchanged rule keeps its `FlowRule` object, a modified one gets a new object).
@@ -128,11 +139,9 @@ final class TableSnapshot: Sendable {
         self.subtables = subtables.sorted { $0.maxPriority > $1.maxPriority }
         version = tableVersionCounter.add(1, ordering: .relaxed).newValue
         guard let previous else {
-            previousVersion = 0
-            changes = nil
+            history = []
             return
         }
-        previousVersion = previous.version
         var before = Set<ObjectIdentifier>()
         for st in previous.subtables { for r in st.rules { before.insert(ObjectIdentifier(r)) } }
         var delta: [FlowMatch] = []
@@ -147,7 +156,21 @@ final class TableSnapshot: Sendable {
             for st in subtables { for r in st.rules { after.insert(ObjectIdentifier(r)) } }
             for st in previous.subtables { for r in st.rules where !after.contains(ObjectIdentifier(r)) { delta.append(r.match) } }
         }
-        changes = delta
+        guard delta.count <= Self.maxTrackedChanges else {
+            history = []
+            return
+        }
+        var h = [(version: previous.version, changes: delta)]
+        for (v, c) in previous.history where h.count < Self.historyDepth && c.count + delta.count <= Self.maxTrackedChanges {
+            h.append((v, c + delta))
+        }
+        history = h
+    }
+
+    /// The rules changed since `version`, or nil when that is not known (too old or too many).
+    func changes(since version: UInt64) -> [FlowMatch]? {
+        if version == self.version { return [] }
+        return history.first { $0.version == version }?.changes
     }
 
     var ruleCount: Int { subtables.reduce(0) { $0 + $1.rules.count } }

@@ -305,7 +305,7 @@ final class BridgeCaches {
         }
         var changes: [FlowMatch] = []
         for (t, table) in snap.tables.enumerated() where table.version != tableVersions[t] {
-            guard table.previousVersion == tableVersions[t], let delta = table.changes else {
+            guard let delta = table.changes(since: tableVersions[t]) else {
                 flush()
                 return
             }

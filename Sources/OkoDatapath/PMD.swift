@@ -116,6 +116,12 @@ public final class PMDThread: @unchecked Sendable {
                       megaflows: stats.megaflows.load(ordering: .relaxed))
     }
 
+    /// Flow-cache bookkeeping summed over bridges: full flushes, entries invalidated by rule changes, live
+    /// entries. Read it only while the thread is stopped or from the thread driving `pollOnce()` (tests).
+    var cacheCounts: (flushes: Int, invalidated: Int, entries: Int) {
+        caches.reduce((0, 0, 0)) { ($0.0 + $1.flushes, $0.1 + $1.invalidated, $0.2 + $1.count) }
+    }
+
     /// Starts the polling loop on a new thread.
     public func start() {
         guard !running.exchange(true, ordering: .sequentiallyConsistent) else { return }
@@ -174,7 +180,7 @@ public final class PMDThread: @unchecked Sendable {
             while pi < ports.count {
                 let slot = ports[pi]
                 pi += threadCount
-                let n = slot.port.receive(queue: index, into: rxBuffer, inPort: slot.number)
+                let n = slot.burstPort.receive(queue: index, into: rxBuffer, inPort: slot.number)
                 if n == 0 { continue }
                 total += n
                 let bytes = process(UnsafeMutableBufferPointer(rebasing: rxBuffer[0..<n]), bridge: bridge, snap: snap,
@@ -231,6 +237,7 @@ public final class PMDThread: @unchecked Sendable {
         let useEMC = cache.usesEMC
         let portNumbers = cache.portNumbers
         let portCount = cache.portCount
+        var previous: Unmanaged<MegaflowEntry>?
         for i in 0..<min(n, 4) { oko_prefetch(packets[i].data) }
         for i in 0..<n {
             if i + 4 < n { oko_prefetch(packets[i + 4].data) }
@@ -242,7 +249,14 @@ public final class PMDThread: @unchecked Sendable {
             programs.reset(p)
             var entry: Unmanaged<MegaflowEntry>?
             var emcSlot = -1
-            if useEMC {
+            // Packets of a burst often share a decision: try the previous packet's entry first (a masked
+            // compare, no hashing). Only for entries that depend on no program, so nothing runs twice.
+            if let last = previous, last._withUnsafeGuaranteedRef({ e in
+                e.dependencies.isEmpty && !e.dead && key.masked(by: e.mask) == e.maskedKey
+            }) {
+                entry = last
+                megaHits += 1
+            } else if useEMC {
                 emcSlot = Int(key.fastHash) & (BridgeCaches.emcSize - 1)
                 if let e = cache.emcEntries[emcSlot], cache.emcKeys[emcSlot] == key,
                    e._withUnsafeGuaranteedRef({ !$0.dead && valid($0, &programs) }) {
@@ -276,6 +290,7 @@ public final class PMDThread: @unchecked Sendable {
                 misses += 1
                 entry = upcall(key, &programs, bridge: bridge, snap: snap, cache: cache)
             }
+            previous = entry
             entry!._withUnsafeGuaranteedRef { e in
                 e.pendingPackets &+= 1
                 e.pendingBytes &+= UInt64(p.length)
@@ -371,7 +386,7 @@ public final class PMDThread: @unchecked Sendable {
         let slot = snap.ports[si]
         var bytes: UInt64 = 0
         for p in staged { bytes &+= UInt64(p.length) }
-        let sent = slot.port.transmit(queue: index, staged)
+        let sent = slot.burstPort.transmit(queue: index, staged)
         if sent < count {
             for p in staged[sent...] { bytes &-= UInt64(p.length) }
             freeList.append(contentsOf: staged[sent...])

@@ -130,9 +130,15 @@ final class PortSlot: Sendable {
     /// Malformed headers seen on receive.
     let rxErrors = Atomic<UInt64>(0)
 
+    /// `port` for the poll loop, without reference counting per burst: a port object may carry a side table
+    /// (when anyone holds a weak reference to it), which makes every retain and release an atomic slow path.
+    /// `port` keeps it alive as long as the slot.
+    unowned(unsafe) let burstPort: any DatapathPort
+
     init(number: UInt32, port: any DatapathPort, noFlood: Bool) {
         self.number = number
         self.port = port
+        self.burstPort = port
         self.noFlood = noFlood
     }
 
