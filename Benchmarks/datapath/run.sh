@@ -384,6 +384,9 @@ median() { grep -v -e '^$' -e 'n/a' | sort -g | awk '{a[NR] = $1} END {if (NR ==
 col() { awk -F'\t' -v c="$2" -v k="$3" '$1 == c {print $k}' "$1"; }
 okod_mpps() { col "$raw" "$1" 2 | median; }
 okod_cpp() { col "$raw" "$1" 3 | median | awk '{printf ($1 == "n/a") ? "n/a" : "%.0f", $1}'; }
+okod_ccpp() { col "$raw" "$1" 5 | median | awk '{printf ($1 == "n/a") ? "n/a" : "%.0f", $1}'; }
+okod_notes() { col "$raw" "$1" 4 | tail -1; }
+churn_rate() { col "$raw" e 4 | sed -n 's/.*churn \([0-9]*\)\/s.*/\1/p' | median | awk '{printf ($1 == "n/a") ? "n/a" : "%.0f", $1}'; }
 peer_mpps() { col "$peer_tsv" "$1" 2 | median; }
 peer_cpp() { col "$peer_tsv" "$1" 3 | median | awk '{printf ($1 == "n/a") ? "n/a" : "%.0f", $1}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b}'; }
@@ -399,10 +402,10 @@ tp_of() { case $1 in a|d) echo tp-io-n1;; *) echo tp-io-n10k;; esac; }
 
 table=$work/table.md
 {
-    echo "| case | okod Mpps | okod cycles/pkt | OVS-DPDK Mpps | OVS cycles/pkt | testpmd io Mpps | measure | target | met |"
+    echo "| case | okod Mpps | okod cycles/pkt on-CPU (busy) | OVS-DPDK Mpps | OVS cycles/pkt | testpmd io Mpps | measure | target | met |"
     echo "|---|---|---|---|---|---|---|---|---|"
     for c in $CASES; do
-        m=$(okod_mpps "$c"); cy=$(okod_cpp "$c")
+        m=$(okod_mpps "$c"); cy="$(okod_ccpp "$c") ($(okod_cpp "$c"))"
         tp=$([ "$PEER" = 1 ] && peer_mpps "$(tp_of "$c")" || echo n/a)
         case $c in
             a|b|c)
@@ -426,13 +429,23 @@ table=$work/table.md
     echo "(TSC ${tsc_ghz} GHz), kernel $(uname -r), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "64-byte UDP frames (60 B + FCS), net_pcap infinite_rx -> net_null no-rx, one poll-mode core (cpu 1);"
     echo "median of $REPS runs of ${DUR}s after ${WARM}s warm-up; peers $([ "$INTERLEAVE" = 1 ] && echo "interleaved rep by rep with okod" || echo "after okod")."
-    echo "Mpps: port 2 transmit rate. cycles/pkt: poll-mode busy time x TSC GHz / packets (OVS: its pmd-stats)."
+    echo "Mpps: port 2 transmit rate. okod cycles/pkt: on-CPU time of the poll-mode thread (schedstat) x TSC GHz /"
+    echo "packets, which a loaded host does not inflate; in brackets its busy time (wall clock while it had packets)."
+    echo "OVS cycles/pkt: its pmd-stats (TSC cycles while busy)."
     echo "Peers: \`dpdk-testpmd\` io forwarding (the ceiling here) and OVS 3.1 DPDK (Benchmarks/datapath/ovs-peer.sh);"
     echo "OVS (a) is its simple-match path, OVS (b) is \`in_port=1,udp\` with 10k flows (EMC overflow)."
     echo
     cat "$table"
     echo
-    echo "Raw runs (case, Mpps, cycles/pkt, notes):"
+    if [[ " $CASES " == *" e "* ]]; then
+        echo "(e): rule changes applied at a median $(churn_rate)/s of the $RATE/s asked for ($CHURN)."
+        echo
+    fi
+    echo "Cache paths in the last okod run of each case:"
+    echo
+    for c in $CASES; do echo "- ($c) $(okod_notes "$c")"; done
+    echo
+    echo "Raw runs (case, Mpps, busy cycles/pkt, notes, on-CPU cycles/pkt; peers: case, Mpps, cycles/pkt, path mix):"
     echo
     echo '```'
     sed 's/\t/  /g' "$raw"

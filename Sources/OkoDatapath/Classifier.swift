@@ -126,11 +126,12 @@ final class TableSnapshot: Sendable {
     let subtables: [Subtable]
     /// Unique identity of this table version.
     let version: UInt64
-    /// For a few earlier versions (newest first): the matches of the rules added, removed or modified since
-    /// that version, so that flow caches drop only the entries these rules could affect, even when a poll-mode
-    /// thread did not see every intermediate version.
+    /// The last `historyDepth` steps that led to this version, newest first: (version before the step, matches
+    /// of the rules the step added, removed or modified). Flow caches replay the steps since the version they
+    /// were built against and drop only the entries those rules could affect, even when a poll-mode thread
+    /// did not see every intermediate version. Empty when unknown.
     let history: [(version: UInt64, changes: [FlowMatch])]
-    static let historyDepth = 16
+    static let historyDepth = 128
     static let maxTrackedChanges = 64
 
     /// `previous`: the table this one replaces, to record what changed (rules are compared by identity: an
@@ -142,7 +143,7 @@ final class TableSnapshot: Sendable {
             history = []
             return
         }
-        var before = Set<ObjectIdentifier>()
+        var before = Set<ObjectIdentifier>(minimumCapacity: previous.ruleCount)
         for st in previous.subtables { for r in st.rules { before.insert(ObjectIdentifier(r)) } }
         var delta: [FlowMatch] = []
         var kept = 0
@@ -152,7 +153,7 @@ final class TableSnapshot: Sendable {
             }
         }
         if kept < before.count {
-            var after = Set<ObjectIdentifier>()
+            var after = Set<ObjectIdentifier>(minimumCapacity: kept + delta.count)
             for st in subtables { for r in st.rules { after.insert(ObjectIdentifier(r)) } }
             for st in previous.subtables { for r in st.rules where !after.contains(ObjectIdentifier(r)) { delta.append(r.match) } }
         }
@@ -161,16 +162,21 @@ final class TableSnapshot: Sendable {
             return
         }
         var h = [(version: previous.version, changes: delta)]
-        for (v, c) in previous.history where h.count < Self.historyDepth && c.count + delta.count <= Self.maxTrackedChanges {
-            h.append((v, c + delta))
-        }
+        h.reserveCapacity(Self.historyDepth)
+        h.append(contentsOf: previous.history.prefix(Self.historyDepth - 1))
         history = h
     }
 
     /// The rules changed since `version`, or nil when that is not known (too old or too many).
     func changes(since version: UInt64) -> [FlowMatch]? {
         if version == self.version { return [] }
-        return history.first { $0.version == version }?.changes
+        var all: [FlowMatch] = []
+        for step in history {
+            all += step.changes
+            if all.count > Self.maxTrackedChanges { return nil }
+            if step.version == version { return all }
+        }
+        return nil
     }
 
     var ruleCount: Int { subtables.reduce(0) { $0 + $1.rules.count } }

@@ -5,33 +5,57 @@ import Glibc
 #endif
 
 /// Per-packet filter program memo: each program runs at most once per packet; the walk's dependencies
-/// are recorded in the order it consulted them.
+/// are recorded in the order it consulted them. Run statistics accumulate in per-batch, per-program slots
+/// that the PMD flushes to the program's atomic counters once per batch; run time is measured with the TSC on
+/// one run in `timingSample` (and scaled), so that counting costs no clock call or atomic per packet.
 struct PacketPrograms: ProgramEvaluator {
     var programs: UnsafeMutableBufferPointer<Unmanaged<FilterProgram>?>
     var data: UnsafeMutableRawPointer
     var length: UInt32
-    var memo: [(UInt32, UInt64)] = []
+    /// (program id, result) of the programs run on the current packet; capacity `programs.count`.
+    let memo: UnsafeMutablePointer<(UInt32, UInt64)>
+    var memoCount = 0
+    /// Indexed by program id: runs, matches and sampled TSC ticks in the current batch.
+    let runs: UnsafeMutablePointer<UInt64>
+    let matches: UnsafeMutablePointer<UInt64>
+    let ticks: UnsafeMutablePointer<UInt64>
     var recorded: [(UInt32, UInt64)] = []
     var recording = false
+    static let timingSample: UInt64 = 16
 
+    @inline(__always)
     mutating func reset(_ p: PacketView) {
         data = p.data
         length = p.length
-        // Most packets consult no program: skip the Array calls then.
-        if !memo.isEmpty { memo.removeAll(keepingCapacity: true) }
-        if !recorded.isEmpty { recorded.removeAll(keepingCapacity: true) }
-        recording = false
+        memoCount = 0
+        if recording {
+            recorded.removeAll(keepingCapacity: true)
+            recording = false
+        }
     }
 
     mutating func result(of id: UInt32) -> UInt64 {
         var r: UInt64 = 0
-        if let m = memo.first(where: { $0.0 == id }) {
-            r = m.1
-        } else {
-            if Int(id) < programs.count, let p = programs[Int(id)] {
-                r = p._withUnsafeGuaranteedRef { $0.run(data, length) }
+        var found = false
+        for k in 0..<memoCount where memo[k].0 == id {
+            r = memo[k].1
+            found = true
+            break
+        }
+        if !found {
+            let i = Int(id)
+            if i < programs.count, let p = programs[i] {
+                let timed = runs[i] % Self.timingSample == 0
+                let t0 = timed ? oko_rdtsc() : 0
+                r = p._withUnsafeGuaranteedRef { $0.entry(data, UInt64(length)) }
+                if timed { ticks[i] &+= (oko_rdtsc() &- t0) &* Self.timingSample }
+                runs[i] &+= 1
+                if r == 1 { matches[i] &+= 1 }
             }
-            memo.append((id, r))
+            if i < programs.count {
+                memo[memoCount] = (id, r)
+                memoCount += 1
+            }
         }
         if recording && !recorded.contains(where: { $0.0 == id }) { recorded.append((id, r)) }
         return r
@@ -68,6 +92,10 @@ public final class PMDThread: @unchecked Sendable {
     private let readerSlots: [EpochReclaimer.ReaderSlot]
     /// One cache set per bridge, same order as `bridges`.
     private let caches: [BridgeCaches]
+    private let bridgeRefs: UnsafeMutablePointer<Unmanaged<Bridge>>
+    private let cacheRefs: UnsafeMutablePointer<Unmanaged<BridgeCaches>>
+    private let readerSlotRefs: UnsafeMutablePointer<Unmanaged<EpochReclaimer.ReaderSlot>>
+    @exclusivity(unchecked) private var polls: UInt64 = 0
     /// Per port slot: up to `txCapacity` packets staged for transmission (flushed at the end of a batch, or
     /// when full). Unsafe memory so that staging a packet costs a store, not an Array append.
     @exclusivity(unchecked) private var txPackets = UnsafeMutablePointer<PacketView>.allocate(capacity: 1)
@@ -75,6 +103,12 @@ public final class PMDThread: @unchecked Sendable {
     @exclusivity(unchecked) private var txSlots = 0
     static let txCapacity = 64
     @exclusivity(unchecked) private var freeList: [PacketView] = []
+    /// Scratch for `PacketPrograms`, sized to the program table (grown between batches).
+    @exclusivity(unchecked) private var programMemo = UnsafeMutablePointer<(UInt32, UInt64)>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var programRuns = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var programMatches = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var programTicks = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var programCapacity = 0
     private let rxBuffer = UnsafeMutableBufferPointer<PacketView>.allocate(capacity: maxBatchSize)
     private let running = Atomic<Bool>(false)
     private let finished = Atomic<Bool>(true)
@@ -92,13 +126,26 @@ public final class PMDThread: @unchecked Sendable {
         self.threadCount = threadCount
         readerSlots = bridges.map { $0.reclaimer.register() }
         caches = bridges.map { _ in BridgeCaches() }
+        bridgeRefs = .allocate(capacity: max(1, bridges.count))
+        cacheRefs = .allocate(capacity: max(1, bridges.count))
+        readerSlotRefs = .allocate(capacity: max(1, bridges.count))
+        for i in 0..<bridges.count {
+            (bridgeRefs + i).initialize(to: .passUnretained(bridges[i]))
+            (cacheRefs + i).initialize(to: .passUnretained(caches[i]))
+            (readerSlotRefs + i).initialize(to: .passUnretained(readerSlots[i]))
+        }
     }
 
     deinit {
         for (b, s) in zip(bridges, readerSlots) { b.reclaimer.unregister(s) }
         rxBuffer.deallocate()
+        bridgeRefs.deallocate()
+        cacheRefs.deallocate()
+        readerSlotRefs.deallocate()
         txPackets.deallocate()
         txCounts.deallocate()
+        for p in [programRuns, programMatches, programTicks] { p.deallocate() }
+        programMemo.deallocate()
     }
 
     @inline(__always)
@@ -166,30 +213,17 @@ public final class PMDThread: @unchecked Sendable {
     public func pollOnce() -> Int {
         let t0 = oko_rdtsc()
         now = clock.nanoseconds(at: t0)
+        polls &+= 1
         var total = 0
         for bi in 0..<bridges.count {
-            let bridge = bridges[bi]
-            // Going (or staying) online: publish our epoch before loading the snapshot pointer.
-            bridge.reclaimer.quiescent(readerSlots[bi])
-            let snap = bridge.loadSnapshot().takeUnretainedValue()
-            let cache = caches[bi]
-            if cache.generation != snap.generation { cache.update(to: snap) }
-            let ports = snap.ports
-            if txSlots < ports.count { growTransmitSlots(ports.count) }
-            var pi = index
-            while pi < ports.count {
-                let slot = ports[pi]
-                pi += threadCount
-                let n = slot.burstPort.receive(queue: index, into: rxBuffer, inPort: slot.number)
-                if n == 0 { continue }
-                total += n
-                let bytes = process(UnsafeMutableBufferPointer(rebasing: rxBuffer[0..<n]), bridge: bridge, snap: snap,
-                                    cache: cache, slot: slot)
-                slot.rxPackets.add(UInt64(n), ordering: .relaxed)
-                slot.rxBytes.add(bytes, ordering: .relaxed)
+            // Unretained: `bridges`, `readerSlots` and `caches` keep these alive; no reference counting per poll.
+            total += bridgeRefs[bi]._withUnsafeGuaranteedRef { bridge in
+                cacheRefs[bi]._withUnsafeGuaranteedRef { cache in
+                    readerSlotRefs[bi]._withUnsafeGuaranteedRef { reader in
+                        pollBridge(bridge, cache: cache, reader: reader)
+                    }
+                }
             }
-            if index == 0 { total += drainPacketOuts(bridge, snap) }
-            bridge.reclaimer.quiescent(readerSlots[bi])
         }
         let t1 = oko_rdtsc()
         if total > 0 {
@@ -199,6 +233,48 @@ public final class PMDThread: @unchecked Sendable {
             bump(stats.idle, t1 &- t0)
         }
         return total
+    }
+
+    @inline(__always)
+    private func pollBridge(_ bridge: Bridge, cache: BridgeCaches, reader: EpochReclaimer.ReaderSlot) -> Int {
+        // Going (or staying) online: publish our epoch before loading the snapshot pointer.
+        bridge.reclaimer.quiescent(reader)
+        let snapshot = bridge.loadSnapshot()
+        var total = 0
+        snapshot._withUnsafeGuaranteedRef { snap in
+            if cache.generation != snap.generation { cache.update(to: snap) }
+            let portCount = snap.ports.count
+            if txSlots < portCount { growTransmitSlots(portCount) }
+            var pi = index
+            while pi < portCount {
+                let slot = snap.ports[pi]
+                pi += threadCount
+                let n = slot.receiveBurst(queue: index, into: rxBuffer)
+                if n == 0 { continue }
+                total += n
+                let bytes = process(UnsafeMutableBufferPointer(rebasing: rxBuffer[0..<n]), bridge: bridge, snap: snap,
+                                    cache: cache, slot: slot)
+                slot.rxPackets.add(UInt64(n), ordering: .relaxed)
+                slot.rxBytes.add(bytes, ordering: .relaxed)
+            }
+            // Packet-outs (a locked queue): on idle polls, and on every 8th busy one.
+            if index == 0 && (total == 0 || polls & 7 == 0) { total += drainPacketOuts(bridge, snap) }
+        }
+        bridge.reclaimer.quiescent(reader)
+        return total
+    }
+
+    private func growProgramScratch(_ count: Int) {
+        for p in [programRuns, programMatches, programTicks] { p.deallocate() }
+        programMemo.deallocate()
+        programMemo = .allocate(capacity: count)
+        programRuns = .allocate(capacity: count)
+        programRuns.initialize(repeating: 0, count: count)
+        programMatches = .allocate(capacity: count)
+        programMatches.initialize(repeating: 0, count: count)
+        programTicks = .allocate(capacity: count)
+        programTicks.initialize(repeating: 0, count: count)
+        programCapacity = count
     }
 
     /// Only between batches (every staging area is empty then).
@@ -232,7 +308,9 @@ public final class PMDThread: @unchecked Sendable {
                          cache: BridgeCaches, slot: PortSlot) -> UInt64 {
         let packets = batch.baseAddress!
         let n = batch.count
-        var programs = PacketPrograms(programs: snap.programTable, data: packets[0].data, length: 0)
+        if programCapacity < snap.programTable.count { growProgramScratch(snap.programTable.count) }
+        var programs = PacketPrograms(programs: snap.programTable, data: packets[0].data, length: 0, memo: programMemo,
+                                      runs: programRuns, matches: programMatches, ticks: programTicks)
         var emcHits: UInt64 = 0, megaHits: UInt64 = 0, misses: UInt64 = 0, malformed: UInt64 = 0, bytes: UInt64 = 0
         let useEMC = cache.usesEMC
         let portNumbers = cache.portNumbers
@@ -324,6 +402,19 @@ public final class PMDThread: @unchecked Sendable {
             }
         }
         cache.touchedCount = 0
+        // Flush program statistics once per batch.
+        for id in 0..<snap.programTable.count where programRuns[id] != 0 {
+            if let p = snap.programTable[id] {
+                p._withUnsafeGuaranteedRef { prog in
+                    prog.runs.add(programRuns[id], ordering: .relaxed)
+                    if programMatches[id] != 0 { prog.matches.add(programMatches[id], ordering: .relaxed) }
+                    prog.totalNanoseconds.add(clock.nanoseconds(ticks: programTicks[id]), ordering: .relaxed)
+                }
+            }
+            programRuns[id] = 0
+            programMatches[id] = 0
+            programTicks[id] = 0
+        }
         if cache.overflow { cache.flush() }
         if malformed != 0 { slot.rxErrors.add(malformed, ordering: .relaxed) }
         bump(stats.packets, UInt64(n))
@@ -386,7 +477,7 @@ public final class PMDThread: @unchecked Sendable {
         let slot = snap.ports[si]
         var bytes: UInt64 = 0
         for p in staged { bytes &+= UInt64(p.length) }
-        let sent = slot.burstPort.transmit(queue: index, staged)
+        let sent = slot.transmitBurst(queue: index, staged)
         if sent < count {
             for p in staged[sent...] { bytes &-= UInt64(p.length) }
             freeList.append(contentsOf: staged[sent...])
