@@ -179,6 +179,18 @@ final class MegaflowTable {
         }
     }
 
+    /// Calls `body` with every entry (all variants). `body` must not change the table.
+    func forEachEntry(_ body: (MegaflowEntry) -> Void) {
+        for s in 0...slotMask {
+            var next = heads[s]
+            while let n = next {
+                let e = n.takeUnretainedValue()
+                next = e.nextVariant
+                body(e)
+            }
+        }
+    }
+
     /// Backward-shift deletion keeps linear probing free of tombstones.
     private func deleteSlot(_ start: Int) {
         var hole = start
@@ -247,6 +259,8 @@ final class BridgeCaches {
     private var tables: [MegaflowTable] = []
     private var entries: [MegaflowEntry] = []
     private var graveyard: [MegaflowEntry] = []
+    /// Live entries with `volatile` set (they force a full scan on a table change).
+    private var volatileCount = 0
     var overflow = false
     /// Entries hit in the current batch (at most one per packet).
     let touched = UnsafeMutablePointer<Unmanaged<MegaflowEntry>>.allocate(capacity: maxBatchSize)
@@ -280,6 +294,7 @@ final class BridgeCaches {
         }
         entries = []
         graveyard = []
+        volatileCount = 0
         tables = []
         tableCount = 0
         overflow = false
@@ -316,14 +331,38 @@ final class BridgeCaches {
             flush()
             return
         }
-        var i = 0
-        while i < entries.count {
-            let e = entries[i]
-            if e.volatile || changes.contains(where: { e.overlaps($0) }) {
-                remove(e)  // swaps the last entry into slot i
-            } else {
-                i += 1
+        if volatileCount > 0 {
+            var i = 0
+            while i < entries.count {
+                let e = entries[i]
+                if e.volatile || changes.contains(where: { e.overlaps($0) }) {
+                    remove(e)  // swaps the last entry into slot i
+                } else {
+                    i += 1
+                }
             }
+        } else {
+            // Per table: all its entries share one mask M, so an entry overlaps a rule (K, R) iff its key agrees
+            // with K on M & R. When M is within R, that is one key: probe it instead of scanning the table.
+            var doomed: [MegaflowEntry] = []
+            for table in tables {
+                for change in changes {
+                    let common = table.mask.masked(by: change.mask)
+                    if common == table.mask {
+                        let key = change.key.masked(by: common)
+                        var next = table.find(key, hash: key.fastHash)
+                        while let n = next {
+                            let e = n.takeUnretainedValue()
+                            next = e.nextVariant
+                            doomed.append(e)
+                        }
+                    } else {
+                        let key = change.key.masked(by: common)
+                        table.forEachEntry { e in if e.maskedKey.masked(by: common) == key { doomed.append(e) } }
+                    }
+                }
+            }
+            for e in doomed where !e.dead { remove(e) }
         }
         if graveyard.count > BridgeCaches.emcSize { scrubEMC() }
     }
@@ -345,6 +384,7 @@ final class BridgeCaches {
     private func retire(_ e: MegaflowEntry) {
         e.table = nil
         e.dead = true
+        if e.volatile { volatileCount -= 1 }
         let last = entries.count - 1
         if e.index != last {
             entries[e.index] = entries[last]
@@ -377,6 +417,7 @@ final class BridgeCaches {
         e.table = Unmanaged.passUnretained(table)
         e.index = entries.count
         entries.append(e)
+        if e.volatile { volatileCount += 1 }
         table.insert(e) { old in retire(old) }
         if usesEMC {
             let slot = Int(hash) & (BridgeCaches.emcSize - 1)

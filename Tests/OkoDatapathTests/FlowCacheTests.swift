@@ -62,6 +62,28 @@ import Testing
         #expect(sw.pmd.cacheCounts.flushes == flushes)
     }
 
+    @Test func aPrefixRuleInvalidatesTheEntriesInsideItsPrefixOnly() throws {
+        let sw = try Self.destinationSwitch(rules: 300)
+        let frames = (0..<300).map { Self.frame($0) }
+        var forwarded = 0
+        for chunk in stride(from: 0, to: 300, by: 30) { forwarded += sw.send(Array(frames[chunk..<chunk + 30]), on: 1)[2]?.count ?? 0 }
+        #expect(forwarded == 300)
+        let before = sw.pmd.cacheCounts
+        // 198.19.1.0/24 holds destinations 256...299: they must now go to port 3, the rest stay on port 2.
+        let prefix = FlowMatch().setting(.ethType, 0x0800).setting(.ipv4Dst, 0xC613_0100, mask: 0xFFFF_FF00)
+        try sw.bridge.addFlow(priority: 20, match: prefix, instructions: .apply([.output(3)]))
+        var toTwo = 0, toThree = 0
+        for chunk in stride(from: 0, to: 300, by: 30) {
+            let out = sw.send(Array(frames[chunk..<chunk + 30]), on: 1)
+            toTwo += out[2]?.count ?? 0
+            toThree += out[3]?.count ?? 0
+        }
+        #expect(toTwo == 256 && toThree == 44)
+        let after = sw.pmd.cacheCounts
+        #expect(after.flushes == before.flushes)
+        #expect(after.invalidated == before.invalidated + 44)
+    }
+
     @Test func aRuleChangeThatCoversEverythingStillTakesEffect() throws {
         let sw = try Self.destinationSwitch(rules: 10)
         let frames = (0..<10).map { Self.frame($0) }
