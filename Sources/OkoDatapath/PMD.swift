@@ -7,7 +7,7 @@ import Glibc
 /// Per-packet filter program memo: each program runs at most once per packet; the walk's dependencies
 /// are recorded in the order it consulted them. Run statistics accumulate in per-batch, per-program slots
 /// that the PMD flushes to the program's atomic counters once per batch; run time is measured with the TSC on
-/// one run in `timingSample` (and scaled), so that counting costs no clock call or atomic per packet.
+/// one run in `timingSample` and scaled to all runs, so that counting costs no clock call or atomic per packet.
 struct PacketPrograms: ProgramEvaluator {
     var programs: UnsafeMutableBufferPointer<Unmanaged<FilterProgram>?>
     var data: UnsafeMutableRawPointer
@@ -48,7 +48,7 @@ struct PacketPrograms: ProgramEvaluator {
                 let timed = runs[i] % Self.timingSample == 0
                 let t0 = timed ? oko_rdtsc() : 0
                 r = p._withUnsafeGuaranteedRef { $0.entry(data, UInt64(length)) }
-                if timed { ticks[i] &+= (oko_rdtsc() &- t0) &* Self.timingSample }
+                if timed { ticks[i] &+= oko_rdtsc() &- t0 }
                 runs[i] &+= 1
                 if r == 1 { matches[i] &+= 1 }
             }
@@ -408,7 +408,9 @@ public final class PMDThread: @unchecked Sendable {
                 p._withUnsafeGuaranteedRef { prog in
                     prog.runs.add(programRuns[id], ordering: .relaxed)
                     if programMatches[id] != 0 { prog.matches.add(programMatches[id], ordering: .relaxed) }
-                    prog.totalNanoseconds.add(clock.nanoseconds(ticks: programTicks[id]), ordering: .relaxed)
+                    // Runs 0, 16, 32... of the batch were timed: scale their time to all runs.
+                    let runs = programRuns[id], timed = (runs + PacketPrograms.timingSample - 1) / PacketPrograms.timingSample
+                    prog.totalNanoseconds.add(clock.nanoseconds(ticks: programTicks[id] / timed * runs), ordering: .relaxed)
                 }
             }
             programRuns[id] = 0
