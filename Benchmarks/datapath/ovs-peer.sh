@@ -8,7 +8,8 @@
 #
 # Adapted for Oko's datapath benchmark (Benchmarks/datapath/run.sh) from the team's shared copy
 # (../shared/bench/ovs-peer.sh): TP_CASES / OVS_CASES choose the cases, so that run.sh can run just the
-# peers of its own cases; OVSBENCH_DIR picks the work directory.
+# peers of its own cases; OVSBENCH_DIR picks the work directory; results.tsv gains a 5th column, the
+# forwarding thread's on-CPU cycles per packet (schedstat), which preemption on a shared host does not inflate.
 #
 # What it does:
 #   1. generates two pcaps with scapy: 64-byte-on-wire (60 B + FCS) UDP/IPv4
@@ -87,6 +88,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 trap '' PIPE     # a dead testpmd must not kill us via its command fifo
+
+# On-CPU time (ns, /proc schedstat) of a process's threads whose name matches a pattern: on a shared host
+# this measures what a forwarding thread cost, however often it was preempted.
+oncpu() {   # oncpu PID REGEX
+    local t sum=0 v
+    for t in /proc/$1/task/*; do
+        grep -q -E "$2" "$t/comm" 2>/dev/null || continue
+        v=$(awk '{print $1}' "$t/schedstat" 2>/dev/null); sum=$(( sum + ${v:-0} ))
+    done
+    echo $sum
+}
+GHZ=$(awk -F': ' '/^cpu MHz/{printf "%.3f", $2 / 1000; exit}' /proc/cpuinfo)
 
 median() { sort -g | awk -v f="${1:-%.2f}" '{a[NR]=$1} END{ if(NR==0){print "n/a"; exit} printf f"\n", (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2 }'; }
 
@@ -167,7 +180,10 @@ run_testpmd() {   # name mode pcap rep
     sleep $WARM
     kill -0 $TP_PID 2>/dev/null || log "testpmd $name died at start: $(grep -m3 -E 'EAL: (Error|Option)|Cause|Fail' $out | tr '\n' ' ')"
     { echo "clear fwd stats all"; echo "show port stats 1"; } >&3
+    local c0 c1
+    c0=$(oncpu $TP_PID '^(rte|lcore)-worker')
     sleep $DUR
+    c1=$(oncpu $TP_PID '^(rte|lcore)-worker')
     { echo "show port stats 1"; echo "show fwd stats all"; echo stop; echo quit; } >&3
     exec 3>&-
     for i in $(seq 1 100); do kill -0 $TP_PID 2>/dev/null || break; sleep 0.1; done
@@ -178,8 +194,10 @@ run_testpmd() {   # name mode pcap rep
     cpp=$(awk -F'[= ]' '/CPU cycles\/packet=/{for(i=1;i<=NF;i++) if($i=="cycles/packet"){print $(i+1); exit}}' $out)
     [ -n "$cpp" ] || cpp=n/a
     if grep -q -E "EAL: Error|Cause:|Start ports failed" $out; then log "testpmd $name rep $r failed: $(grep -m3 -E 'EAL: (Error|Option)|Cause|fail' $out | tr '\n' ' ')"; mpps=0; cpp=n/a; fi
-    log "testpmd $name rep $r: $mpps Mpps, $cpp cycles/pkt"
-    printf '%s\t%s\t%s\t%s\n' "$name" "$mpps" "$cpp" "-" >> $RES
+    local ccpp
+    ccpp=$(awk -v a=$c0 -v b=$c1 -v m=$mpps -v d=$DUR -v g=$GHZ 'BEGIN{if (m > 0 && b > a) printf "%.0f", (b-a)*g/(m*1e6*d); else print "n/a"}')
+    log "testpmd $name rep $r: $mpps Mpps, $cpp cycles/pkt, $ccpp on-CPU cycles/pkt"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$mpps" "$cpp" "-" "$ccpp" >> $RES
 }
 # reps are round-robin over the cases, so slow host-side drift (this is a VM;
 # 2 s samples of one steady run vary by +-15 %) hits every case alike
@@ -249,9 +267,12 @@ run_ovs() {   # name flowsfile pcap smc rep
     sleep $WARM
     appctl dpif-netdev/pmd-stats-clear >/dev/null
     local t0 tx0 rx0 t1 tx1 rx1
+    local c0 c1
+    c0=$(oncpu $VSWD_PID '^pmd')
     t0=$(date +%s.%N); tx0=$(port_stat 2 tx); rx0=$(port_stat 1 rx)
     sleep $DUR
     t1=$(date +%s.%N); tx1=$(port_stat 2 tx); rx1=$(port_stat 1 rx)
+    c1=$(oncpu $VSWD_PID '^pmd')
     local ps=$W/pmd.$name.$r.txt
     appctl dpif-netdev/pmd-stats-show > $ps
     appctl dpctl/dump-flows > $W/dpflows.$name.$r.txt 2>&1
@@ -266,8 +287,10 @@ run_ovs() {   # name flowsfile pcap smc rep
     nflows=$(grep -c 'recirc_id' $W/dpflows.$name.$r.txt)
     mix=$(awk -v p=$pk -v a=$sm -v b=$emc -v c=$smc_h -v d=$mf -v u=$up -v f=$nflows \
         'BEGIN{printf "simple %.0f%% emc %.0f%% smc %.0f%% mf %.0f%% upc %d; %d dp-flows", 100*a/p, 100*b/p, 100*c/p, 100*d/p, u, f}')
-    log "ovs $name rep $r: $mpps Mpps out (in $rxm), $cpp cycles/pkt, $mix"
-    printf '%s\t%s\t%s\t%s\n' "$name" "$mpps" "$cpp" "$mix" >> $RES
+    local ccpp
+    ccpp=$(awk -v a=$c0 -v b=$c1 -v x=$tx0 -v y=$tx1 -v g=$GHZ 'BEGIN{if (y > x && b > a) printf "%.0f", (b-a)*g/(y-x); else print "n/a"}')
+    log "ovs $name rep $r: $mpps Mpps out (in $rxm), $cpp cycles/pkt, $ccpp on-CPU cycles/pkt, $mix"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$mpps" "$cpp" "$mix" "$ccpp" >> $RES
     ovs-vsctl --if-exists del-port $BR in0
 }
 
