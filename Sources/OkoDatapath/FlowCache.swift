@@ -84,8 +84,13 @@ final class MegaflowEntry {
 /// Megaflow entries of one mask: masked key -> chain of variants.
 final class MegaflowTable {
     let mask: FlowKey
+    /// The key words the mask keeps (a "miniflow"): slots store only these, so a table of /32 destinations
+    /// holds 16 bytes per key instead of 96 and a probe touches one cache line.
+    private let wordIndexes: UnsafeMutablePointer<Int>
+    let wordCount: Int
     private var slotMask: Int
-    private var keys: UnsafeMutablePointer<FlowKey>
+    /// `wordCount` words per slot.
+    private var keys: UnsafeMutablePointer<UInt64>
     private var hashes: UnsafeMutablePointer<UInt32>
     /// nil = empty slot.
     private var heads: UnsafeMutablePointer<Unmanaged<MegaflowEntry>?>
@@ -94,9 +99,14 @@ final class MegaflowTable {
 
     init(mask: FlowKey, capacity: Int = 16) {
         self.mask = mask
+        var indexes: [Int] = []
+        for w in 0..<FlowKey.wordCount where mask[word: w] != 0 { indexes.append(w) }
+        wordCount = indexes.count
+        wordIndexes = .allocate(capacity: max(1, indexes.count))
+        wordIndexes.initialize(from: indexes, count: indexes.count)
         slotMask = capacity - 1
-        keys = .allocate(capacity: capacity)
-        keys.initialize(repeating: FlowKey(), count: capacity)
+        keys = .allocate(capacity: max(1, capacity * wordCount))
+        keys.initialize(repeating: 0, count: max(1, capacity * wordCount))
         hashes = .allocate(capacity: capacity)
         hashes.initialize(repeating: 0, count: capacity)
         heads = .allocate(capacity: capacity)
@@ -104,17 +114,55 @@ final class MegaflowTable {
     }
 
     deinit {
+        wordIndexes.deallocate()
         keys.deallocate()
         hashes.deallocate()
         heads.deallocate()
     }
 
-    /// The newest variant stored under masked key `mk` (hash `h`), or nil.
+    /// `key` masked and packed: the kept words first, zeros after.
     @inline(__always)
-    func find(_ mk: FlowKey, hash h: UInt32) -> Unmanaged<MegaflowEntry>? {
+    func compact(_ key: FlowKey) -> FlowKey {
+        var c = FlowKey()
+        withUnsafeMutableBytes(of: &c) { out in
+            withUnsafeBytes(of: key) { k in
+                withUnsafeBytes(of: mask) { m in
+                    for j in 0..<wordCount {
+                        let w = wordIndexes[j] &* 8
+                        out.storeBytes(of: k.load(fromByteOffset: w, as: UInt64.self) & m.load(fromByteOffset: w, as: UInt64.self),
+                                       toByteOffset: j &* 8, as: UInt64.self)
+                    }
+                }
+            }
+        }
+        return c
+    }
+
+    @inline(__always)
+    private func slotMatches(_ i: Int, _ c: FlowKey) -> Bool {
+        withUnsafeBytes(of: c) { ck in
+            let slot = keys + i &* wordCount
+            for j in 0..<wordCount where slot[j] != ck.load(fromByteOffset: j &* 8, as: UInt64.self) { return false }
+            return true
+        }
+    }
+
+    @inline(__always)
+    private func store(_ i: Int, _ c: FlowKey) {
+        withUnsafeBytes(of: c) { ck in
+            let slot = keys + i &* wordCount
+            for j in 0..<wordCount { slot[j] = ck.load(fromByteOffset: j &* 8, as: UInt64.self) }
+        }
+    }
+
+    /// The newest variant whose masked key equals `key` masked by this table's mask, or nil.
+    @inline(__always)
+    func find(_ key: FlowKey) -> Unmanaged<MegaflowEntry>? {
+        let c = compact(key)
+        let h = c.fastHash
         var i = Int(h) & slotMask
         while let head = heads[i] {
-            if hashes[i] == h && keys[i] == mk { return head }
+            if hashes[i] == h && slotMatches(i, c) { return head }
             i = (i &+ 1) & slotMask
         }
         return nil
@@ -125,9 +173,11 @@ final class MegaflowTable {
     func insert(_ e: MegaflowEntry, displaced: (MegaflowEntry) -> Void) {
         if (used + 1) * 2 > slotMask + 1 { grow() }
         e.nextVariant = nil
-        var i = Int(e.hash) & slotMask
+        let c = compact(e.maskedKey)
+        let h = c.fastHash
+        var i = Int(h) & slotMask
         while let head = heads[i] {
-            if hashes[i] == e.hash && keys[i] == e.maskedKey {
+            if hashes[i] == h && slotMatches(i, c) {
                 var last = e
                 var kept = 1
                 var next: Unmanaged<MegaflowEntry>? = head
@@ -148,8 +198,8 @@ final class MegaflowTable {
             }
             i = (i &+ 1) & slotMask
         }
-        keys[i] = e.maskedKey
-        hashes[i] = e.hash
+        store(i, c)
+        hashes[i] = h
         heads[i] = Unmanaged.passUnretained(e)
         used += 1
     }
@@ -157,9 +207,11 @@ final class MegaflowTable {
     /// Unlinks `e` if present.
     func remove(_ e: MegaflowEntry) {
         let target = Unmanaged.passUnretained(e).toOpaque()
-        var i = Int(e.hash) & slotMask
+        let c = compact(e.maskedKey)
+        let h = c.fastHash
+        var i = Int(h) & slotMask
         while let head = heads[i] {
-            if hashes[i] == e.hash && keys[i] == e.maskedKey {
+            if hashes[i] == h && slotMatches(i, c) {
                 if head.toOpaque() == target {
                     if let n = e.nextVariant { heads[i] = n } else { deleteSlot(i) }
                 } else {
@@ -191,6 +243,13 @@ final class MegaflowTable {
         }
     }
 
+    private func moveSlot(from j: Int, to i: Int) {
+        (keys + i &* wordCount).update(from: keys + j &* wordCount, count: wordCount)
+        hashes[i] = hashes[j]
+        heads[i] = heads[j]
+        heads[j] = nil
+    }
+
     /// Backward-shift deletion keeps linear probing free of tombstones.
     private func deleteSlot(_ start: Int) {
         var hole = start
@@ -202,10 +261,7 @@ final class MegaflowTable {
             let home = Int(hashes[j]) & slotMask
             // Move slot j into the hole unless its home lies cyclically in (hole, j].
             if (j - home) & slotMask >= (j - hole) & slotMask {
-                keys[hole] = keys[j]
-                hashes[hole] = hashes[j]
-                heads[hole] = heads[j]
-                heads[j] = nil
+                moveSlot(from: j, to: hole)
                 hole = j
             }
         }
@@ -215,8 +271,8 @@ final class MegaflowTable {
     private func grow() {
         let oldKeys = keys, oldHashes = hashes, oldHeads = heads, oldCapacity = slotMask + 1
         let capacity = oldCapacity * 2
-        keys = .allocate(capacity: capacity)
-        keys.initialize(repeating: FlowKey(), count: capacity)
+        keys = .allocate(capacity: max(1, capacity * wordCount))
+        keys.initialize(repeating: 0, count: max(1, capacity * wordCount))
         hashes = .allocate(capacity: capacity)
         hashes.initialize(repeating: 0, count: capacity)
         heads = .allocate(capacity: capacity)
@@ -226,7 +282,7 @@ final class MegaflowTable {
             guard let head = oldHeads[s] else { continue }
             var i = Int(oldHashes[s]) & slotMask
             while heads[i] != nil { i = (i + 1) & slotMask }
-            keys[i] = oldKeys[s]
+            (keys + i &* wordCount).update(from: oldKeys + s &* wordCount, count: wordCount)
             hashes[i] = oldHashes[s]
             heads[i] = head
         }
@@ -349,8 +405,7 @@ final class BridgeCaches {
                 for change in changes {
                     let common = table.mask.masked(by: change.mask)
                     if common == table.mask {
-                        let key = change.key.masked(by: common)
-                        var next = table.find(key, hash: key.fastHash)
+                        var next = table.find(change.key)
                         while let n = next {
                             let e = n.takeUnretainedValue()
                             next = e.nextVariant

@@ -1,3 +1,17 @@
+// Poll-mode threads: receive a burst, run the pipeline over it, transmit per port.
+//
+// Design note
+// - Per burst (up to 32 packets of one port): parse each packet into a FlowKey (prefetching a few packets
+//   ahead), find its decision -- the previous packet's entry if the key still falls in its region, else the
+//   EMC (only with two or more megaflow masks), else the megaflow tables, else an upcall (table walk) that
+//   installs a new entry -- then either stage the packet for its single output port directly or run the action
+//   interpreter. Staged packets go out in one tx burst per port at the end of the batch.
+// - Nothing per packet allocates, locks, calls the clock or touches an atomic: rule, program, port and PMD
+//   counters accumulate in plain fields and are flushed once per batch; caches, ports, bridges and programs are
+//   reached through unretained references kept alive by their owners (and by epoch reclamation for snapshots).
+// - Busy/idle time is measured with the TSC (`TSCClock`) and reported in nanoseconds.
+// - Threads: a PMDThread is driven by one thread (its own, a DPDK lcore, or a test calling `pollOnce()`);
+//   its statistics are atomics any thread may read.
 import CDPDK
 import Synchronization
 #if canImport(Glibc)
@@ -346,8 +360,7 @@ public final class PMDThread: @unchecked Sendable {
                 let tables = cache.tableRefs
                 for t in 0..<cache.tableCount {
                     entry = tables[t]._withUnsafeGuaranteedRef { table -> Unmanaged<MegaflowEntry>? in
-                        let mk = key.masked(by: table.mask)
-                        var candidate = table.find(mk, hash: mk.fastHash)
+                        var candidate = table.find(key)
                         while let c = candidate {
                             if c._withUnsafeGuaranteedRef({ valid($0, &programs) }) { return c }
                             candidate = c._withUnsafeGuaranteedRef { $0.nextVariant }
