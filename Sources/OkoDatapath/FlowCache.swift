@@ -11,7 +11,9 @@
 // - Ownership: `entries` owns the live entries; tables and the EMC hold unretained references. A removed
 //   entry is marked dead and parked in `graveyard` (the EMC may still point at it; an EMC hit checks
 //   `dead`) until the graveyard is large enough to scrub the EMC. Removal and flushes happen only between
-//   batches, so no batch ever holds a reference to a freed entry.
+//   batches, so no batch ever holds a reference to a freed entry. Entries count their hits in plain fields;
+//   `flushCounters` adds them to the rules' atomic counters every `counterFlushInterval` batches, on idle polls,
+//   and before anything drops entries.
 // - Rule changes: a new snapshot whose tables carry a change list relative to the tables this cache was built
 //   against invalidates only the entries whose region overlaps a changed rule's match (plus every entry
 //   whose walk rewrote the key between tables); anything else (ports, skipped versions, big changes) flushes.
@@ -36,7 +38,6 @@ final class MegaflowEntry {
     let ruleRefs: UnsafeMutableBufferPointer<Unmanaged<FlowRule>>
     @exclusivity(unchecked) var pendingPackets: UInt64 = 0
     @exclusivity(unchecked) var pendingBytes: UInt64 = 0
-    @exclusivity(unchecked) var touched = false
     @exclusivity(unchecked) var dead = false
     /// Next variant with the same masked key.
     @exclusivity(unchecked) var nextVariant: Unmanaged<MegaflowEntry>?
@@ -318,9 +319,12 @@ final class BridgeCaches {
     /// Live entries with `volatile` set (they force a full scan on a table change).
     private var volatileCount = 0
     var overflow = false
-    /// Entries hit in the current batch (at most one per packet).
-    let touched = UnsafeMutablePointer<Unmanaged<MegaflowEntry>>.allocate(capacity: maxBatchSize)
-    @exclusivity(unchecked) var touchedCount = 0
+    /// Batches since the per-rule counters were last flushed (entries accumulate their hits meanwhile).
+    @exclusivity(unchecked) var batchesSinceCounterFlush = 0
+    /// Flush at least every this many batches (a few milliseconds at line rate).
+    static let counterFlushInterval = 256
+    /// Monotonic ns of the current poll (rule last-used times), set by the PMD.
+    @exclusivity(unchecked) var now: UInt64 = 0
     /// Statistics of incremental invalidation (tests, diagnostics).
     private(set) var flushes = 0
     private(set) var invalidated = 0
@@ -331,7 +335,6 @@ final class BridgeCaches {
     }
 
     deinit {
-        touched.deallocate()
         emcKeys.deallocate()
         emcEntries.deallocate()
         tableRefs.deallocate()
@@ -342,7 +345,25 @@ final class BridgeCaches {
     /// The EMC pays off only when a megaflow lookup may probe several masks.
     @inline(__always) var usesEMC: Bool { tableCount > 1 }
 
+    /// Adds the hits entries accumulated to their rules' shared counters: once per interval rather than per
+    /// batch, since with thousands of flows a batch touches a different entry per packet and three atomic
+    /// updates per entry would cost more than the lookup.
+    func flushCounters() {
+        @inline(__always) func drain(_ e: MegaflowEntry) {
+            guard e.pendingPackets != 0 else { return }
+            for r in e.ruleRefs {
+                r._withUnsafeGuaranteedRef { $0.counters.add(packets: e.pendingPackets, bytes: e.pendingBytes, now: now) }
+            }
+            e.pendingPackets = 0
+            e.pendingBytes = 0
+        }
+        for e in entries { drain(e) }
+        for e in graveyard { drain(e) }
+        batchesSinceCounterFlush = 0
+    }
+
     func flush() {
+        flushCounters()
         for i in 0..<BridgeCaches.emcSize { emcEntries[i] = nil }
         for e in entries {
             e.nextVariant = nil
@@ -359,6 +380,8 @@ final class BridgeCaches {
 
     /// Brings the caches in line with `snap`: keeps what is still valid, drops the rest.
     func update(to snap: BridgeSnapshot) {
+        // Counts of the hits so far belong to the rules as they were.
+        flushCounters()
         let ports = snap.ports.map { ObjectIdentifier($0) }
         let versions = snap.tables.map(\.version)
         defer {
@@ -424,6 +447,7 @@ final class BridgeCaches {
 
     /// Clears EMC slots that point at dead entries, then releases them.
     private func scrubEMC() {
+        flushCounters()
         for i in 0..<BridgeCaches.emcSize {
             if let e = emcEntries[i], e._withUnsafeGuaranteedRef({ $0.dead }) { emcEntries[i] = nil }
         }
@@ -450,7 +474,7 @@ final class BridgeCaches {
         invalidated += 1
     }
 
-    /// Installs a new entry (never mid-batch flush: `touched` and the EMC hold unretained references).
+    /// Installs a new entry (never flushes mid-batch: the EMC and the batch hold unretained references).
     func insert(_ e: MegaflowEntry, key: FlowKey, hash: UInt32) {
         if entries.count >= BridgeCaches.maxMegaflows { overflow = true }
         var table: MegaflowTable

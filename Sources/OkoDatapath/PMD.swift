@@ -6,8 +6,9 @@
 //   EMC (only with two or more megaflow masks), else the megaflow tables, else an upcall (table walk) that
 //   installs a new entry -- then either stage the packet for its single output port directly or run the action
 //   interpreter. Staged packets go out in one tx burst per port at the end of the batch.
-// - Nothing per packet allocates, locks, calls the clock or touches an atomic: rule, program, port and PMD
-//   counters accumulate in plain fields and are flushed once per batch; caches, ports, bridges and programs are
+// - Nothing per packet allocates, locks, calls the clock or touches an atomic: program, port and PMD counters
+//   accumulate in plain fields and are flushed once per batch, rule counters once per `counterFlushInterval`
+//   batches or idle poll (see FlowCache.swift); caches, ports, bridges and programs are
 //   reached through unretained references kept alive by their owners (and by epoch reclamation for snapshots).
 // - Busy/idle time is measured with the TSC (`TSCClock`) and reported in nanoseconds.
 // - Threads: a PMDThread is driven by one thread (its own, a DPDK lcore, or a test calling `pollOnce()`);
@@ -209,6 +210,7 @@ public final class PMDThread: @unchecked Sendable {
         while running.load(ordering: .relaxed) {
             if pollOnce() == 0 && yieldWhenIdle { sched_yield() }
         }
+        for c in caches { c.flushCounters() }
         for (b, s) in zip(bridges, readerSlots) {
             b.reclaimer.offline(s)
         }
@@ -256,6 +258,7 @@ public final class PMDThread: @unchecked Sendable {
         let snapshot = bridge.loadSnapshot()
         var total = 0
         snapshot._withUnsafeGuaranteedRef { snap in
+            cache.now = now
             if cache.generation != snap.generation { cache.update(to: snap) }
             let portCount = snap.ports.count
             if txSlots < portCount { growTransmitSlots(portCount) }
@@ -271,6 +274,8 @@ public final class PMDThread: @unchecked Sendable {
                 slot.rxPackets.add(UInt64(n), ordering: .relaxed)
                 slot.rxBytes.add(bytes, ordering: .relaxed)
             }
+            // Idle: publish the rule counters the caches accumulated.
+            if total == 0 && cache.batchesSinceCounterFlush != 0 { cache.flushCounters() }
             // Packet-outs (a locked queue): on idle polls, and on every 8th busy one.
             if index == 0 && (total == 0 || polls & 7 == 0) { total += drainPacketOuts(bridge, snap) }
         }
@@ -385,11 +390,6 @@ public final class PMDThread: @unchecked Sendable {
             entry!._withUnsafeGuaranteedRef { e in
                 e.pendingPackets &+= 1
                 e.pendingBytes &+= UInt64(p.length)
-                if !e.touched {
-                    e.touched = true
-                    cache.touched[cache.touchedCount] = Unmanaged.passUnretained(e)
-                    cache.touchedCount += 1
-                }
                 let out = Int(e.singleOutput)
                 if out >= 0 {
                     // Plain `output:N` (the common decision): same semantics as execute(), without the interpreter.
@@ -403,18 +403,8 @@ public final class PMDThread: @unchecked Sendable {
                 }
             }
         }
-        // Flush per-rule counters once per batch.
-        for t in 0..<cache.touchedCount {
-            cache.touched[t]._withUnsafeGuaranteedRef { e in
-                for r in e.ruleRefs {
-                    r._withUnsafeGuaranteedRef { $0.counters.add(packets: e.pendingPackets, bytes: e.pendingBytes, now: now) }
-                }
-                e.pendingPackets = 0
-                e.pendingBytes = 0
-                e.touched = false
-            }
-        }
-        cache.touchedCount = 0
+        cache.batchesSinceCounterFlush += 1
+        if cache.batchesSinceCounterFlush >= BridgeCaches.counterFlushInterval { cache.flushCounters() }
         // Flush program statistics once per batch.
         for id in 0..<snap.programTable.count where programRuns[id] != 0 {
             if let p = snap.programTable[id] {
