@@ -12,8 +12,8 @@
 //   entry is marked dead and parked in `graveyard` (the EMC may still point at it; an EMC hit checks
 //   `dead`) until the graveyard is large enough to scrub the EMC. Removal and flushes happen only between
 //   batches, so no batch ever holds a reference to a freed entry. Entries count their hits in plain fields;
-//   `flushCounters` adds them to the rules' atomic counters every `counterFlushInterval` batches, on idle polls,
-//   and before anything drops entries.
+//   `flushCounters` adds them to the rules' atomic counters every `counterFlushInterval` batches, on idle polls
+//   and on a flush; an invalidated entry hands over its hits when it dies.
 // - Rule changes: a new snapshot whose tables carry a change list relative to the tables this cache was built
 //   against invalidates only the entries whose region overlaps a changed rule's match (plus every entry
 //   whose walk rewrote the key between tables); anything else (ports, skipped versions, big changes) flushes.
@@ -349,17 +349,18 @@ final class BridgeCaches {
     /// batch, since with thousands of flows a batch touches a different entry per packet and three atomic
     /// updates per entry would cost more than the lookup.
     func flushCounters() {
-        @inline(__always) func drain(_ e: MegaflowEntry) {
-            guard e.pendingPackets != 0 else { return }
-            for r in e.ruleRefs {
-                r._withUnsafeGuaranteedRef { $0.counters.add(packets: e.pendingPackets, bytes: e.pendingBytes, now: now) }
-            }
-            e.pendingPackets = 0
-            e.pendingBytes = 0
-        }
         for e in entries { drain(e) }
-        for e in graveyard { drain(e) }
         batchesSinceCounterFlush = 0
+    }
+
+    @inline(__always)
+    private func drain(_ e: MegaflowEntry) {
+        guard e.pendingPackets != 0 else { return }
+        for r in e.ruleRefs {
+            r._withUnsafeGuaranteedRef { $0.counters.add(packets: e.pendingPackets, bytes: e.pendingBytes, now: now) }
+        }
+        e.pendingPackets = 0
+        e.pendingBytes = 0
     }
 
     func flush() {
@@ -380,8 +381,6 @@ final class BridgeCaches {
 
     /// Brings the caches in line with `snap`: keeps what is still valid, drops the rest.
     func update(to snap: BridgeSnapshot) {
-        // Counts of the hits so far belong to the rules as they were.
-        flushCounters()
         let ports = snap.ports.map { ObjectIdentifier($0) }
         let versions = snap.tables.map(\.version)
         defer {
@@ -447,7 +446,6 @@ final class BridgeCaches {
 
     /// Clears EMC slots that point at dead entries, then releases them.
     private func scrubEMC() {
-        flushCounters()
         for i in 0..<BridgeCaches.emcSize {
             if let e = emcEntries[i], e._withUnsafeGuaranteedRef({ $0.dead }) { emcEntries[i] = nil }
         }
@@ -461,6 +459,7 @@ final class BridgeCaches {
 
     /// Marks an entry already unlinked from its table dead and parks it until the EMC is scrubbed.
     private func retire(_ e: MegaflowEntry) {
+        drain(e)  // a dead entry gets no more hits
         e.table = nil
         e.dead = true
         if e.volatile { volatileCount -= 1 }
