@@ -1,3 +1,5 @@
+import Synchronization
+
 // Tuple-space-search classifier over immutable snapshots.
 //
 // A table snapshot holds one subtable per distinct mask; each subtable is an open-addressing hash table of
@@ -35,15 +37,12 @@ final class Subtable: @unchecked Sendable {
         let sorted = unsorted.sorted { $0.priority > $1.priority }
         rules = sorted
         maxPriority = Int32(sorted.first?.priority ?? 0)
-        var groups: [FlowKey: [FlowRule]] = [:]
-        var order: [FlowKey] = []
-        for r in sorted {
-            let k = r.match.key.masked(by: mask)
-            if groups[k] == nil { order.append(k) }
-            groups[k, default: []].append(r)
-        }
+        // Built without Dictionaries (this runs on every rule change of the table): pass 1 places each distinct
+        // masked key in the open-addressing table and counts its rules, prefix sums lay the runs out, pass 2
+        // fills them in priority order.
+        let n = sorted.count
         var cap = 4
-        while cap < order.count * 2 { cap <<= 1 }
+        while cap < n * 2 { cap <<= 1 }
         slotMask = cap - 1
         slotKeys = .allocate(capacity: cap)
         slotKeys.initialize(repeating: FlowKey(), count: cap)
@@ -53,23 +52,36 @@ final class Subtable: @unchecked Sendable {
         slotStart.initialize(repeating: -1, count: cap)
         slotCount = .allocate(capacity: cap)
         slotCount.initialize(repeating: 0, count: cap)
-        refs = .allocate(capacity: max(1, sorted.count))
-        var next = 0
-        for k in order {
+        refs = .allocate(capacity: max(1, n))
+        let ruleSlot = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, n))
+        defer { ruleSlot.deallocate() }
+        for (j, r) in sorted.enumerated() {
+            let k = r.match.key.masked(by: mask)
             let h = k.fastHash
             var i = Int(h) & slotMask
-            while slotStart[i] >= 0 { i = (i + 1) & slotMask }
-            slotKeys[i] = k
-            slotHashes[i] = h
-            slotStart[i] = Int32(next)
-            let run = groups[k]!
-            slotCount[i] = Int32(run.count)
-            for r in run {
-                (refs + next).initialize(to: RuleRef(priority: Int32(r.priority),
-                                                     program: r.match.filterProgram.map { Int64($0) } ?? -1,
-                                                     rule: Unmanaged.passUnretained(r)))
-                next += 1
+            while slotStart[i] >= 0 && !(slotHashes[i] == h && slotKeys[i] == k) { i = (i + 1) & slotMask }
+            if slotStart[i] < 0 {
+                slotStart[i] = 0
+                slotKeys[i] = k
+                slotHashes[i] = h
             }
+            slotCount[i] += 1
+            ruleSlot[j] = Int32(i)
+        }
+        var next: Int32 = 0
+        for i in 0..<cap where slotStart[i] >= 0 {
+            slotStart[i] = next
+            next += slotCount[i]
+        }
+        let filled = UnsafeMutablePointer<Int32>.allocate(capacity: cap)
+        filled.initialize(repeating: 0, count: cap)
+        defer { filled.deallocate() }
+        for (j, r) in sorted.enumerated() {
+            let i = Int(ruleSlot[j])
+            (refs + Int(slotStart[i] + filled[i])).initialize(to: RuleRef(
+                priority: Int32(r.priority), program: r.match.filterProgram.map { Int64($0) } ?? -1,
+                rule: Unmanaged.passUnretained(r)))
+            filled[i] += 1
         }
     }
 
@@ -106,12 +118,81 @@ final class Subtable: @unchecked Sendable {
     }
 }
 
+/// Source of `TableSnapshot.version` (unique per process, never reused, unlike object addresses).
+private let tableVersionCounter = Atomic<UInt64>(1)
+
 /// One flow table: subtables ordered by max priority (immutable).
 final class TableSnapshot: Sendable {
     let subtables: [Subtable]
+    /// Unique identity of this table version.
+    let version: UInt64
+    /// The last `historyDepth` steps that led to this version, newest first: (version before the step, matches
+    /// of the rules the step added, removed or modified). Flow caches replay the steps since the version they
+    /// were built against and drop only the entries those rules could affect, even when a poll-mode thread
+    /// did not see every intermediate version. Empty when unknown.
+    let history: [(version: UInt64, changes: [FlowMatch])]
+    static let historyDepth = 128
+    static let maxTrackedChanges = 64
 
-    init(subtables: [Subtable]) {
+    /// `previous`: the table this one replaces, to record what changed (rules are compared by identity: an
+    /// unchanged rule keeps its `FlowRule` object, a modified one gets a new object).
+    init(subtables: [Subtable], previous: TableSnapshot? = nil) {
         self.subtables = subtables.sorted { $0.maxPriority > $1.maxPriority }
+        version = tableVersionCounter.add(1, ordering: .relaxed).newValue
+        guard let previous else {
+            history = []
+            return
+        }
+        var before = Set<ObjectIdentifier>(minimumCapacity: previous.ruleCount)
+        for st in previous.subtables { for r in st.rules { before.insert(ObjectIdentifier(r)) } }
+        var delta: [FlowMatch] = []
+        var kept = 0
+        for st in subtables {
+            for r in st.rules {
+                if before.contains(ObjectIdentifier(r)) { kept += 1 } else { delta.append(r.match) }
+            }
+        }
+        if kept < before.count {
+            var after = Set<ObjectIdentifier>(minimumCapacity: kept + delta.count)
+            for st in subtables { for r in st.rules { after.insert(ObjectIdentifier(r)) } }
+            for st in previous.subtables { for r in st.rules where !after.contains(ObjectIdentifier(r)) { delta.append(r.match) } }
+        }
+        guard delta.count <= Self.maxTrackedChanges else {
+            history = []
+            return
+        }
+        var h = [(version: previous.version, changes: delta)]
+        h.reserveCapacity(Self.historyDepth)
+        h.append(contentsOf: previous.history.prefix(Self.historyDepth - 1))
+        history = h
+    }
+
+    /// A table that replaces `previous` after exactly `changes` (the matches of the rules added, removed or
+    /// modified, as the rule store recorded them; nil when unknown): no scan of the rules, so publishing a
+    /// change to a large table stays cheap.
+    init(subtables: [Subtable], previous: TableSnapshot, changes: [FlowMatch]?) {
+        self.subtables = subtables.sorted { $0.maxPriority > $1.maxPriority }
+        version = tableVersionCounter.add(1, ordering: .relaxed).newValue
+        guard let changes, changes.count <= Self.maxTrackedChanges else {
+            history = []
+            return
+        }
+        var h = [(version: previous.version, changes: changes)]
+        h.reserveCapacity(Self.historyDepth)
+        h.append(contentsOf: previous.history.prefix(Self.historyDepth - 1))
+        history = h
+    }
+
+    /// The rules changed since `version`, or nil when that is not known (too old or too many).
+    func changes(since version: UInt64) -> [FlowMatch]? {
+        if version == self.version { return [] }
+        var all: [FlowMatch] = []
+        for step in history {
+            all += step.changes
+            if all.count > Self.maxTrackedChanges { return nil }
+            if step.version == version { return all }
+        }
+        return nil
     }
 
     var ruleCount: Int { subtables.reduce(0) { $0 + $1.rules.count } }

@@ -52,17 +52,20 @@ public final class DPDKPort: DatapathPort, @unchecked Sendable {
     /// The operator's label for the port, or DPDK's device name.
     public let name: String
     public static let burstCapacity = 64
-    /// One mbuf array per queue, so that each polling thread has its own.
-    private let mbufArrays: [UnsafeMutablePointer<OpaquePointer?>]
+    /// One mbuf array of `burstCapacity` per queue, so that each polling thread has its own.
+    private let mbufArrays: UnsafeMutablePointer<OpaquePointer?>
+    private let queueCount: Int
+    /// `port.id`, so a burst calls DPDK without touching (and reference counting) the EthernetPort object.
+    private let portID: UInt16
 
     /// Starts `port` with one receive queue and `transmitQueues` transmit queues (one per PMD thread).
     public init(port: EthernetPort, pool: PacketPool, transmitQueues: Int, name: String? = nil, descriptors: UInt16 = 1024) throws(DPDKError) {
         self.port = port
         self.name = name ?? port.name
         try port.start(pool: pool, rxQueues: 1, txQueues: UInt16(max(1, transmitQueues)), descriptors: descriptors)
-        mbufArrays = (0..<max(1, transmitQueues)).map { _ in
-            UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: DPDKPort.burstCapacity)
-        }
+        queueCount = max(1, transmitQueues)
+        mbufArrays = .allocate(capacity: queueCount * DPDKPort.burstCapacity)
+        portID = port.id
     }
 
     private let closed = Atomic<Bool>(false)
@@ -78,15 +81,17 @@ public final class DPDKPort: DatapathPort, @unchecked Sendable {
     deinit {
         // The last reference goes once no poll-mode thread can still see the port (epoch reclamation).
         close()
-        for array in mbufArrays { array.deallocate() }
+        mbufArrays.deallocate()
     }
 
     @inline(__always)
-    private func array(_ queue: Int) -> UnsafeMutablePointer<OpaquePointer?> { mbufArrays[queue % mbufArrays.count] }
+    private func array(_ queue: Int) -> UnsafeMutablePointer<OpaquePointer?> {
+        mbufArrays + (queue % queueCount) * Self.burstCapacity
+    }
 
     public func receive(queue: Int, into packets: UnsafeMutableBufferPointer<PacketView>, inPort: UInt32) -> Int {
         let mbufs = array(queue)
-        let received = port.receive(queue: 0, into: mbufs, capacity: min(packets.count, Self.burstCapacity))
+        let received = Int(oko_rx_burst(portID, 0, mbufs, UInt16(min(packets.count, Self.burstCapacity))))
         for index in 0..<received {
             (packets.baseAddress! + index).initialize(to: DPDKPacketBuffers.view(of: mbufs[index]!, inPort: inPort))
         }
@@ -102,7 +107,7 @@ public final class DPDKPort: DatapathPort, @unchecked Sendable {
             oko_mbuf_set_data(mbuf, packet.data.assumingMemoryBound(to: UInt8.self), UInt16(truncatingIfNeeded: packet.length))
             mbufs[index] = mbuf
         }
-        return port.transmit(queue: UInt16(queue % mbufArrays.count), mbufs, count: count)
+        return Int(oko_tx_burst(portID, UInt16(queue % queueCount), mbufs, UInt16(count)))
     }
 
     public var statistics: PortBackendStatistics {

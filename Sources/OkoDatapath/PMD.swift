@@ -1,76 +1,79 @@
+// Poll-mode threads: receive a burst, run the pipeline over it, transmit per port.
+//
+// Design note
+// - Per burst (up to 32 packets of one port): parse each packet into a FlowKey (prefetching a few packets
+//   ahead), find its decision -- the previous packet's entry if the key still falls in its region, else the
+//   EMC (only with two or more megaflow masks), else the megaflow tables, else an upcall (table walk) that
+//   installs a new entry -- then either stage the packet for its single output port directly or run the action
+//   interpreter. Staged packets go out in one tx burst per port at the end of the batch.
+// - Nothing per packet allocates, locks, calls the clock or touches an atomic: program, port and PMD counters
+//   accumulate in plain fields and are flushed once per batch, rule counters once per `counterFlushInterval`
+//   batches or idle poll (see FlowCache.swift); caches, ports, bridges and programs are
+//   reached through unretained references kept alive by their owners (and by epoch reclamation for snapshots).
+// - Busy/idle time is measured with the TSC (`TSCClock`) and reported in nanoseconds.
+// - Threads: a PMDThread is driven by one thread (its own, a DPDK lcore, or a test calling `pollOnce()`);
+//   its statistics are atomics any thread may read.
+import CDPDK
 import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Per-packet filter program memo: each program runs at most once per packet; the walk's dependencies
-/// are recorded in the order it consulted them.
+/// are recorded in the order it consulted them. Run statistics accumulate in per-batch, per-program slots
+/// that the PMD flushes to the program's atomic counters once per batch; run time is measured with the TSC on
+/// one run in `timingSample` and scaled to all runs, so that counting costs no clock call or atomic per packet.
 struct PacketPrograms: ProgramEvaluator {
     var programs: UnsafeMutableBufferPointer<Unmanaged<FilterProgram>?>
     var data: UnsafeMutableRawPointer
     var length: UInt32
-    var memo: [(UInt32, UInt64)] = []
+    /// (program id, result) of the programs run on the current packet; capacity `programs.count`.
+    let memo: UnsafeMutablePointer<(UInt32, UInt64)>
+    var memoCount = 0
+    /// Indexed by program id: runs, matches and sampled TSC ticks in the current batch.
+    let runs: UnsafeMutablePointer<UInt64>
+    let matches: UnsafeMutablePointer<UInt64>
+    let ticks: UnsafeMutablePointer<UInt64>
     var recorded: [(UInt32, UInt64)] = []
     var recording = false
+    static let timingSample: UInt64 = 16
 
+    @inline(__always)
     mutating func reset(_ p: PacketView) {
         data = p.data
         length = p.length
-        memo.removeAll(keepingCapacity: true)
-        recorded.removeAll(keepingCapacity: true)
-        recording = false
+        memoCount = 0
+        if recording {
+            recorded.removeAll(keepingCapacity: true)
+            recording = false
+        }
     }
 
     mutating func result(of id: UInt32) -> UInt64 {
         var r: UInt64 = 0
-        if let m = memo.first(where: { $0.0 == id }) {
-            r = m.1
-        } else {
-            if Int(id) < programs.count, let p = programs[Int(id)] {
-                r = p._withUnsafeGuaranteedRef { $0.run(data, length) }
+        var found = false
+        for k in 0..<memoCount where memo[k].0 == id {
+            r = memo[k].1
+            found = true
+            break
+        }
+        if !found {
+            let i = Int(id)
+            if i < programs.count, let p = programs[i] {
+                let timed = runs[i] % Self.timingSample == 0
+                let t0 = timed ? oko_rdtsc() : 0
+                r = p._withUnsafeGuaranteedRef { $0.entry(data, UInt64(length)) }
+                if timed { ticks[i] &+= oko_rdtsc() &- t0 }
+                runs[i] &+= 1
+                if r == 1 { matches[i] &+= 1 }
             }
-            memo.append((id, r))
+            if i < programs.count {
+                memo[memoCount] = (id, r)
+                memoCount += 1
+            }
         }
         if recording && !recorded.contains(where: { $0.0 == id }) { recorded.append((id, r)) }
         return r
-    }
-}
-
-/// A cached pipeline decision.
-/// Owned by one PMD thread; hot fields live in unsafe buffers so a cache hit costs no reference counting.
-final class MegaflowEntry {
-    let mask: FlowKey
-    let maskedKey: FlowKey
-    let dependencies: UnsafeMutableBufferPointer<(UInt32, UInt64)>
-    let actions: UnsafeMutableBufferPointer<CompiledAction>
-    let rules: [FlowRule]
-    /// Unretained view of `rules` for the per-batch counter flush.
-    let ruleRefs: UnsafeMutableBufferPointer<Unmanaged<FlowRule>>
-    @exclusivity(unchecked) var pendingPackets: UInt64 = 0
-    @exclusivity(unchecked) var pendingBytes: UInt64 = 0
-    @exclusivity(unchecked) var touched = false
-
-    init(mask: FlowKey, maskedKey: FlowKey, dependencies: [(UInt32, UInt64)], actions: [CompiledAction], rules: [FlowRule]) {
-        self.mask = mask
-        self.maskedKey = maskedKey
-        self.dependencies = .allocate(capacity: dependencies.count)
-        _ = self.dependencies.initialize(from: dependencies)
-        self.actions = .allocate(capacity: actions.count)
-        _ = self.actions.initialize(from: actions)
-        self.rules = rules
-        ruleRefs = .allocate(capacity: rules.count)
-        _ = ruleRefs.initialize(from: rules.map { Unmanaged.passUnretained($0) })
-    }
-
-    deinit {
-        ruleRefs.deallocate()
-        dependencies.deallocate()
-        actions.deallocate()
-    }
-
-    func sameDependencies(_ other: MegaflowEntry) -> Bool {
-        dependencies.count == other.dependencies.count
-            && zip(dependencies, other.dependencies).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
     }
 }
 
@@ -89,68 +92,6 @@ public struct PMDStatistics: Sendable, Equatable {
     public var megaflows: Int
 }
 
-/// Per-bridge caches owned by one PMD thread.
-final class BridgeCaches {
-    static let emcSize = 4096
-    var generation: UInt64 = 0
-    let emcKeys = UnsafeMutablePointer<FlowKey>.allocate(capacity: emcSize)
-    /// Unretained: entries are owned by `megaflows` or `replaced` until the next flush.
-    let emcEntries = UnsafeMutablePointer<Unmanaged<MegaflowEntry>?>.allocate(capacity: emcSize)
-    var replaced: [MegaflowEntry] = []
-
-    init() {
-        emcKeys.initialize(repeating: FlowKey(), count: BridgeCaches.emcSize)
-        emcEntries.initialize(repeating: nil, count: BridgeCaches.emcSize)
-    }
-
-    deinit {
-        touched.deallocate()
-        emcKeys.deallocate()
-        emcEntries.deallocate()
-    }
-    var megaflowMasks: [FlowKey] = []
-    /// Per mask: masked key -> variants (entries that differ only in the program results they depend on).
-    var megaflows: [[FlowKey: [MegaflowEntry]]] = []
-    var count = 0
-    static let maxMegaflows = 65536
-    var overflow = false
-    /// Entries hit in the current batch (at most one per packet).
-    let touched = UnsafeMutablePointer<Unmanaged<MegaflowEntry>>.allocate(capacity: maxBatchSize)
-    @exclusivity(unchecked) var touchedCount = 0
-
-    func flush() {
-        for i in 0..<BridgeCaches.emcSize { emcEntries[i] = nil }
-        replaced = []
-        overflow = false
-        megaflowMasks = []
-        megaflows = []
-        count = 0
-    }
-
-    func insert(_ e: MegaflowEntry, key: FlowKey, hash: UInt32) {
-        // Never flush mid-batch: `touched` and the EMC hold unretained references.
-        if count >= BridgeCaches.maxMegaflows { overflow = true }
-        if let i = megaflowMasks.firstIndex(of: e.mask) {
-            var variants = megaflows[i][e.maskedKey] ?? []
-            variants.removeAll { old in
-                if old.sameDependencies(e) { replaced.append(old); return true }
-                return false
-            }
-            if variants.count >= 8 { replaced.append(variants.removeFirst()) }
-            variants.append(e)
-            count += 1
-            megaflows[i][e.maskedKey] = variants
-        } else {
-            megaflowMasks.append(e.mask)
-            megaflows.append([e.maskedKey: [e]])
-            count += 1
-        }
-        let slot = Int(hash) & (BridgeCaches.emcSize - 1)
-        emcKeys[slot] = key
-        emcEntries[slot] = Unmanaged.passUnretained(e)
-    }
-}
-
 final class PMDCounters: Sendable {
     let packets = Atomic<UInt64>(0), batches = Atomic<UInt64>(0), emcHits = Atomic<UInt64>(0)
     let megaflowHits = Atomic<UInt64>(0), misses = Atomic<UInt64>(0), upcalls = Atomic<UInt64>(0)
@@ -164,15 +105,33 @@ public final class PMDThread: @unchecked Sendable {
     public let threadCount: Int
     private let bridges: [Bridge]
     private let readerSlots: [EpochReclaimer.ReaderSlot]
-    private var caches: [ObjectIdentifier: BridgeCaches] = [:]
-    @exclusivity(unchecked) private var txBuffers: [[PacketView]] = []
+    /// One cache set per bridge, same order as `bridges`.
+    private let caches: [BridgeCaches]
+    private let bridgeRefs: UnsafeMutablePointer<Unmanaged<Bridge>>
+    private let cacheRefs: UnsafeMutablePointer<Unmanaged<BridgeCaches>>
+    private let readerSlotRefs: UnsafeMutablePointer<Unmanaged<EpochReclaimer.ReaderSlot>>
+    @exclusivity(unchecked) private var polls: UInt64 = 0
+    /// Per port slot: up to `txCapacity` packets staged for transmission (flushed at the end of a batch, or
+    /// when full). Unsafe memory so that staging a packet costs a store, not an Array append.
+    @exclusivity(unchecked) private var txPackets = UnsafeMutablePointer<PacketView>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var txCounts = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var txSlots = 0
+    static let txCapacity = 64
     @exclusivity(unchecked) private var freeList: [PacketView] = []
+    /// Scratch for `PacketPrograms`, sized to the program table (grown between batches).
+    @exclusivity(unchecked) private var programMemo = UnsafeMutablePointer<(UInt32, UInt64)>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var programRuns = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var programMatches = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var programTicks = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    @exclusivity(unchecked) private var programCapacity = 0
     private let rxBuffer = UnsafeMutableBufferPointer<PacketView>.allocate(capacity: maxBatchSize)
     private let running = Atomic<Bool>(false)
     private let finished = Atomic<Bool>(true)
+    /// Monotonic nanoseconds at the start of the current poll (rule last-used times).
     @exclusivity(unchecked) private var now: UInt64 = 0
+    private let clock = TSCClock.shared
 
-    // Statistics (written by the owner thread only, read by anyone).
+    // Statistics (written by the owner thread only, read by anyone). busy/idle are in TSC ticks.
     private let stats = PMDCounters()
 
     /// Polls port slot i of each bridge when `i % threadCount == index`.
@@ -181,11 +140,27 @@ public final class PMDThread: @unchecked Sendable {
         self.index = index
         self.threadCount = threadCount
         readerSlots = bridges.map { $0.reclaimer.register() }
+        caches = bridges.map { _ in BridgeCaches() }
+        bridgeRefs = .allocate(capacity: max(1, bridges.count))
+        cacheRefs = .allocate(capacity: max(1, bridges.count))
+        readerSlotRefs = .allocate(capacity: max(1, bridges.count))
+        for i in 0..<bridges.count {
+            (bridgeRefs + i).initialize(to: .passUnretained(bridges[i]))
+            (cacheRefs + i).initialize(to: .passUnretained(caches[i]))
+            (readerSlotRefs + i).initialize(to: .passUnretained(readerSlots[i]))
+        }
     }
 
     deinit {
         for (b, s) in zip(bridges, readerSlots) { b.reclaimer.unregister(s) }
         rxBuffer.deallocate()
+        bridgeRefs.deallocate()
+        cacheRefs.deallocate()
+        readerSlotRefs.deallocate()
+        txPackets.deallocate()
+        txCounts.deallocate()
+        for p in [programRuns, programMatches, programTicks] { p.deallocate() }
+        programMemo.deallocate()
     }
 
     @inline(__always)
@@ -198,8 +173,15 @@ public final class PMDThread: @unchecked Sendable {
                       emcHits: stats.emcHits.load(ordering: .relaxed), megaflowHits: stats.megaflowHits.load(ordering: .relaxed),
                       misses: stats.misses.load(ordering: .relaxed), upcalls: stats.upcalls.load(ordering: .relaxed),
                       malformed: stats.malformed.load(ordering: .relaxed), invalidTTLDrops: stats.invalidTTL.load(ordering: .relaxed),
-                      busyNanoseconds: stats.busy.load(ordering: .relaxed), idleNanoseconds: stats.idle.load(ordering: .relaxed),
+                      busyNanoseconds: clock.nanoseconds(ticks: stats.busy.load(ordering: .relaxed)),
+                      idleNanoseconds: clock.nanoseconds(ticks: stats.idle.load(ordering: .relaxed)),
                       megaflows: stats.megaflows.load(ordering: .relaxed))
+    }
+
+    /// Flow-cache bookkeeping summed over bridges: full flushes, entries invalidated by rule changes, live
+    /// entries. Read it only while the thread is stopped or from the thread driving `pollOnce()` (tests).
+    var cacheCounts: (flushes: Int, invalidated: Int, entries: Int) {
+        caches.reduce((0, 0, 0)) { ($0.0 + $1.flushes, $0.1 + $1.invalidated, $0.2 + $1.count) }
     }
 
     /// Starts the polling loop on a new thread.
@@ -228,6 +210,7 @@ public final class PMDThread: @unchecked Sendable {
         while running.load(ordering: .relaxed) {
             if pollOnce() == 0 && yieldWhenIdle { sched_yield() }
         }
+        for c in caches { c.flushCounters() }
         for (b, s) in zip(bridges, readerSlots) {
             b.reclaimer.offline(s)
         }
@@ -244,31 +227,21 @@ public final class PMDThread: @unchecked Sendable {
     /// One iteration over all assigned ports; returns the number of packets processed.
     @discardableResult
     public func pollOnce() -> Int {
-        let t0 = monotonicNanoseconds()
-        now = t0
+        let t0 = oko_rdtsc()
+        now = clock.nanoseconds(at: t0)
+        polls &+= 1
         var total = 0
-        for (bi, bridge) in bridges.enumerated() {
-            // Going (or staying) online: publish our epoch before loading the snapshot pointer.
-            bridge.reclaimer.quiescent(readerSlots[bi])
-            let snap = bridge.loadSnapshot().takeUnretainedValue()
-            let cache = cachesFor(bridge, snap)
-            if txBuffers.count < snap.ports.count {
-                txBuffers += Array(repeating: [], count: snap.ports.count - txBuffers.count)
+        for bi in 0..<bridges.count {
+            // Unretained: `bridges`, `readerSlots` and `caches` keep these alive; no reference counting per poll.
+            total += bridgeRefs[bi]._withUnsafeGuaranteedRef { bridge in
+                cacheRefs[bi]._withUnsafeGuaranteedRef { cache in
+                    readerSlotRefs[bi]._withUnsafeGuaranteedRef { reader in
+                        pollBridge(bridge, cache: cache, reader: reader)
+                    }
+                }
             }
-            for (pi, slot) in snap.ports.enumerated() where pi % threadCount == index {
-                let n = slot.port.receive(queue: index, into: rxBuffer, inPort: slot.number)
-                if n == 0 { continue }
-                total += n
-                var bytes: UInt64 = 0
-                for i in 0..<n { bytes &+= UInt64(rxBuffer[i].length) }
-                slot.rxPackets.add(UInt64(n), ordering: .relaxed)
-                slot.rxBytes.add(bytes, ordering: .relaxed)
-                process(UnsafeMutableBufferPointer(rebasing: rxBuffer[0..<n]), bridge: bridge, snap: snap, cache: cache, slot: slot)
-            }
-            if index == 0 { total += drainPacketOuts(bridge, snap) }
-            bridge.reclaimer.quiescent(readerSlots[bi])
         }
-        let t1 = monotonicNanoseconds()
+        let t1 = oko_rdtsc()
         if total > 0 {
             bump(stats.busy, t1 &- t0)
             bump(stats.batches, 1)
@@ -278,18 +251,59 @@ public final class PMDThread: @unchecked Sendable {
         return total
     }
 
-    private func cachesFor(_ bridge: Bridge, _ snap: BridgeSnapshot) -> BridgeCaches {
-        let id = ObjectIdentifier(bridge)
-        let c: BridgeCaches
-        if let existing = caches[id] { c = existing } else {
-            c = BridgeCaches()
-            caches[id] = c
+    @inline(__always)
+    private func pollBridge(_ bridge: Bridge, cache: BridgeCaches, reader: EpochReclaimer.ReaderSlot) -> Int {
+        // Going (or staying) online: publish our epoch before loading the snapshot pointer.
+        bridge.reclaimer.quiescent(reader)
+        let snapshot = bridge.loadSnapshot()
+        var total = 0
+        snapshot._withUnsafeGuaranteedRef { snap in
+            cache.now = now
+            if cache.generation != snap.generation { cache.update(to: snap) }
+            let portCount = snap.ports.count
+            if txSlots < portCount { growTransmitSlots(portCount) }
+            var pi = index
+            while pi < portCount {
+                let slot = snap.ports[pi]
+                pi += threadCount
+                let n = slot.receiveBurst(queue: index, into: rxBuffer)
+                if n == 0 { continue }
+                total += n
+                let bytes = process(UnsafeMutableBufferPointer(rebasing: rxBuffer[0..<n]), bridge: bridge, snap: snap,
+                                    cache: cache, slot: slot)
+                slot.rxPackets.add(UInt64(n), ordering: .relaxed)
+                slot.rxBytes.add(bytes, ordering: .relaxed)
+            }
+            // Idle: publish the rule counters the caches accumulated.
+            if total == 0 && cache.batchesSinceCounterFlush != 0 { cache.flushCounters() }
+            // Packet-outs (a locked queue): on idle polls, and on every 8th busy one.
+            if index == 0 && (total == 0 || polls & 7 == 0) { total += drainPacketOuts(bridge, snap) }
         }
-        if c.generation != snap.generation {
-            c.flush()
-            c.generation = snap.generation
-        }
-        return c
+        bridge.reclaimer.quiescent(reader)
+        return total
+    }
+
+    private func growProgramScratch(_ count: Int) {
+        for p in [programRuns, programMatches, programTicks] { p.deallocate() }
+        programMemo.deallocate()
+        programMemo = .allocate(capacity: count)
+        programRuns = .allocate(capacity: count)
+        programRuns.initialize(repeating: 0, count: count)
+        programMatches = .allocate(capacity: count)
+        programMatches.initialize(repeating: 0, count: count)
+        programTicks = .allocate(capacity: count)
+        programTicks.initialize(repeating: 0, count: count)
+        programCapacity = count
+    }
+
+    /// Only between batches (every staging area is empty then).
+    private func growTransmitSlots(_ count: Int) {
+        txPackets.deallocate()
+        txCounts.deallocate()
+        txPackets = .allocate(capacity: count * PMDThread.txCapacity)
+        txCounts = .allocate(capacity: count)
+        txCounts.initialize(repeating: 0, count: count)
+        txSlots = count
     }
 
     private func drainPacketOuts(_ bridge: Bridge, _ snap: BridgeSnapshot) -> Int {
@@ -308,105 +322,178 @@ public final class PMDThread: @unchecked Sendable {
 
     // MARK: per-batch processing
 
+    /// Runs the pipeline over one received burst; returns its byte count.
     private func process(_ batch: UnsafeMutableBufferPointer<PacketView>, bridge: Bridge, snap: BridgeSnapshot,
-                         cache: BridgeCaches, slot: PortSlot) {
-        var programs = PacketPrograms(programs: snap.programTable, data: batch[0].data, length: 0)
-        var emcHits: UInt64 = 0, megaHits: UInt64 = 0, misses: UInt64 = 0, malformed: UInt64 = 0
-        for i in 0..<batch.count {
-            var p = batch[i]
+                         cache: BridgeCaches, slot: PortSlot) -> UInt64 {
+        let packets = batch.baseAddress!
+        let n = batch.count
+        if programCapacity < snap.programTable.count { growProgramScratch(snap.programTable.count) }
+        var programs = PacketPrograms(programs: snap.programTable, data: packets[0].data, length: 0, memo: programMemo,
+                                      runs: programRuns, matches: programMatches, ticks: programTicks)
+        var emcHits: UInt64 = 0, megaHits: UInt64 = 0, misses: UInt64 = 0, malformed: UInt64 = 0, bytes: UInt64 = 0
+        let useEMC = cache.usesEMC
+        let portNumbers = cache.portNumbers
+        let portCount = cache.portCount
+        var previous: Unmanaged<MegaflowEntry>?
+        for i in 0..<min(n, 4) { oko_prefetch(packets[i].data) }
+        for i in 0..<n {
+            if i + 4 < n { oko_prefetch(packets[i + 4].data) }
+            var p = packets[i]
+            bytes &+= UInt64(p.length)
             var key = FlowKey()
             var off = PacketParser.parse(p.data, length: Int(p.length), inPort: p.inPort, key: &key)
             if off.malformed { malformed += 1 }
             programs.reset(p)
-            let hash = key.fastHash
             var entry: Unmanaged<MegaflowEntry>?
-            let emcSlot = Int(hash) & (BridgeCaches.emcSize - 1)
-            if let e = cache.emcEntries[emcSlot], cache.emcKeys[emcSlot] == key,
-               e._withUnsafeGuaranteedRef({ valid($0, &programs) }) {
-                entry = e
-                emcHits += 1
-            } else {
-                search: for (mi, mask) in cache.megaflowMasks.enumerated() {
-                    guard let variants = cache.megaflows[mi][key.masked(by: mask)] else { continue }
-                    for e in variants where valid(e, &programs) {
-                        entry = Unmanaged.passUnretained(e)
-                        cache.emcKeys[emcSlot] = key
-                        cache.emcEntries[emcSlot] = entry
+            var emcSlot = -1
+            // Packets of a burst often share a decision: try the previous packet's entry first (a masked
+            // compare, no hashing). Only for entries that depend on no program, so nothing runs twice.
+            if let last = previous, last._withUnsafeGuaranteedRef({ e in
+                e.dependencies.isEmpty && !e.dead && key.masked(by: e.mask) == e.maskedKey
+            }) {
+                entry = last
+                megaHits += 1
+            } else if useEMC {
+                emcSlot = Int(key.fastHash) & (BridgeCaches.emcSize - 1)
+                if let e = cache.emcEntries[emcSlot], cache.emcKeys[emcSlot] == key,
+                   e._withUnsafeGuaranteedRef({ !$0.dead && valid($0, &programs) }) {
+                    entry = e
+                    emcHits += 1
+                }
+            }
+            if entry == nil {
+                let tables = cache.tableRefs
+                for t in 0..<cache.tableCount {
+                    entry = tables[t]._withUnsafeGuaranteedRef { table -> Unmanaged<MegaflowEntry>? in
+                        var candidate = table.find(key)
+                        while let c = candidate {
+                            if c._withUnsafeGuaranteedRef({ valid($0, &programs) }) { return c }
+                            candidate = c._withUnsafeGuaranteedRef { $0.nextVariant }
+                        }
+                        return nil
+                    }
+                    if entry != nil {
                         megaHits += 1
-                        break search
+                        if emcSlot >= 0 {
+                            cache.emcKeys[emcSlot] = key
+                            cache.emcEntries[emcSlot] = entry
+                        }
+                        break
                     }
                 }
             }
             if entry == nil {
                 misses += 1
-                programs.recording = true
-                let d = bridge.walk(snap, key: key, programs: &programs)
-                let e = MegaflowEntry(mask: d.wildcards, maskedKey: key.masked(by: d.wildcards),
-                                      dependencies: programs.recorded, actions: d.actions, rules: d.rules)
-                cache.insert(e, key: key, hash: hash)
-                entry = Unmanaged.passUnretained(e)
+                entry = upcall(key, &programs, bridge: bridge, snap: snap, cache: cache)
             }
+            previous = entry
             entry!._withUnsafeGuaranteedRef { e in
                 e.pendingPackets &+= 1
                 e.pendingBytes &+= UInt64(p.length)
-                if !e.touched {
-                    e.touched = true
-                    cache.touched[cache.touchedCount] = Unmanaged.passUnretained(e)
-                    cache.touchedCount += 1
+                let out = Int(e.singleOutput)
+                if out >= 0 {
+                    // Plain `output:N` (the common decision): same semantics as execute(), without the interpreter.
+                    if out < portCount && portNumbers[out] != p.inPort {
+                        stage(p, slot: out, bridge: bridge, snap: snap)
+                    } else {
+                        freeList.append(p)
+                    }
+                } else {
+                    execute(UnsafeBufferPointer(e.actions), &p, &key, &off, bridge: bridge, snap: snap, mayConsume: true)
                 }
-                execute(UnsafeBufferPointer(e.actions), &p, &key, &off, bridge: bridge, snap: snap, mayConsume: true)
             }
         }
-        // Flush per-rule counters once per batch.
-        for t in 0..<cache.touchedCount {
-            cache.touched[t]._withUnsafeGuaranteedRef { e in
-                for r in e.ruleRefs {
-                    r._withUnsafeGuaranteedRef { $0.counters.add(packets: e.pendingPackets, bytes: e.pendingBytes, now: now) }
+        cache.batchesSinceCounterFlush += 1
+        if cache.batchesSinceCounterFlush >= BridgeCaches.counterFlushInterval { cache.flushCounters() }
+        // Flush program statistics once per batch.
+        for id in 0..<snap.programTable.count where programRuns[id] != 0 {
+            if let p = snap.programTable[id] {
+                p._withUnsafeGuaranteedRef { prog in
+                    prog.counters.runs.add(programRuns[id], ordering: .relaxed)
+                    if programMatches[id] != 0 { prog.counters.matches.add(programMatches[id], ordering: .relaxed) }
+                    // Runs 0, 16, 32... of the batch were timed: scale their time to all runs.
+                    let runs = programRuns[id], timed = (runs + PacketPrograms.timingSample - 1) / PacketPrograms.timingSample
+                    prog.counters.totalNanoseconds.add(clock.nanoseconds(ticks: programTicks[id] / timed * runs), ordering: .relaxed)
                 }
-                e.pendingPackets = 0
-                e.pendingBytes = 0
-                e.touched = false
             }
+            programRuns[id] = 0
+            programMatches[id] = 0
+            programTicks[id] = 0
         }
-        cache.touchedCount = 0
         if cache.overflow { cache.flush() }
-        slot.rxErrors.add(malformed, ordering: .relaxed)
-        bump(stats.packets, UInt64(batch.count))
+        if malformed != 0 { slot.rxErrors.add(malformed, ordering: .relaxed) }
+        bump(stats.packets, UInt64(n))
         bump(stats.emcHits, emcHits)
         bump(stats.megaflowHits, megaHits)
         bump(stats.misses, misses)
         bump(stats.upcalls, misses)
         bump(stats.malformed, malformed)
-        stats.megaflows.store(cache.count, ordering: .relaxed)
+        if misses != 0 { stats.megaflows.store(cache.count, ordering: .relaxed) }
         flush(bridge: bridge, snap: snap)
+        return bytes
+    }
+
+    /// Slow path: walks the tables and caches the decision.
+    @inline(never)
+    private func upcall(_ key: FlowKey, _ programs: inout PacketPrograms, bridge: Bridge, snap: BridgeSnapshot,
+                        cache: BridgeCaches) -> Unmanaged<MegaflowEntry> {
+        programs.recording = true
+        let d = bridge.walk(snap, key: key, programs: &programs)
+        var volatile = d.rules.contains { $0.instructions.writeMetadata != nil }
+        for a in d.actions {
+            switch a {
+            case .setField, .pushVLAN, .popVLAN, .group: volatile = true
+            default: break
+            }
+        }
+        let e = MegaflowEntry(mask: d.wildcards, maskedKey: key.masked(by: d.wildcards), dependencies: programs.recorded,
+                              actions: d.actions, rules: d.rules, volatile: volatile)
+        cache.insert(e, key: key, hash: key.fastHash)
+        return Unmanaged.passUnretained(e)
     }
 
     @inline(__always)
     private func valid(_ e: MegaflowEntry, _ programs: inout PacketPrograms) -> Bool {
+        if e.dependencies.isEmpty { return true }
         for (id, expected) in e.dependencies where programs.result(of: id) != expected { return false }
         return true
     }
 
-    private func flush(bridge: Bridge, snap: BridgeSnapshot) {
-        for si in 0..<txBuffers.count where !txBuffers[si].isEmpty {
-            guard si < snap.ports.count else {
-                freeList += txBuffers[si]
-                txBuffers[si].removeAll(keepingCapacity: true)
-                continue
-            }
-            let slot = snap.ports[si]
-            var bytes: UInt64 = 0
-            for p in txBuffers[si] { bytes &+= UInt64(p.length) }
-            let sent = txBuffers[si].withUnsafeMutableBufferPointer { slot.port.transmit(queue: index, $0) }
-            if sent < txBuffers[si].count {
-                for p in txBuffers[si][sent...] { bytes &-= UInt64(p.length) }
-                freeList += txBuffers[si][sent...]
-                slot.txDrops.add(UInt64(txBuffers[si].count - sent), ordering: .relaxed)
-            }
-            slot.txPackets.add(UInt64(sent), ordering: .relaxed)
-            slot.txBytes.add(bytes, ordering: .relaxed)
-            txBuffers[si].removeAll(keepingCapacity: true)
+    /// Stages a packet for transmission on port slot `slot` (transmits the slot first when it is full).
+    @inline(__always)
+    private func stage(_ p: PacketView, slot: Int, bridge: Bridge, snap: BridgeSnapshot) {
+        var count = txCounts[slot]
+        if count == PMDThread.txCapacity {
+            transmit(slot: slot, snap: snap)
+            count = 0
         }
+        (txPackets + slot * PMDThread.txCapacity + count).initialize(to: p)
+        txCounts[slot] = count + 1
+    }
+
+    private func transmit(slot si: Int, snap: BridgeSnapshot) {
+        let count = txCounts[si]
+        txCounts[si] = 0
+        let staged = UnsafeMutableBufferPointer(start: txPackets + si * PMDThread.txCapacity, count: count)
+        guard si < snap.ports.count else {
+            freeList.append(contentsOf: staged)
+            return
+        }
+        let slot = snap.ports[si]
+        var bytes: UInt64 = 0
+        for p in staged { bytes &+= UInt64(p.length) }
+        let sent = slot.transmitBurst(queue: index, staged)
+        if sent < count {
+            for p in staged[sent...] { bytes &-= UInt64(p.length) }
+            freeList.append(contentsOf: staged[sent...])
+            slot.txDrops.add(UInt64(count - sent), ordering: .relaxed)
+        }
+        slot.txPackets.add(UInt64(sent), ordering: .relaxed)
+        slot.txBytes.add(bytes, ordering: .relaxed)
+    }
+
+    private func flush(bridge: Bridge, snap: BridgeSnapshot) {
+        for si in 0..<txSlots where txCounts[si] != 0 { transmit(slot: si, snap: snap) }
         if !freeList.isEmpty {
             freeList.withUnsafeMutableBufferPointer { bridge.buffers.free($0) }
             freeList.removeAll(keepingCapacity: true)
@@ -416,12 +503,12 @@ public final class PMDThread: @unchecked Sendable {
     // MARK: action execution
 
     @inline(__always)
-    private func emit(_ p: inout PacketView, slot: Int, consume: Bool, consumed: inout Bool, bridge: Bridge) {
+    private func emit(_ p: inout PacketView, slot: Int, consume: Bool, consumed: inout Bool, bridge: Bridge, snap: BridgeSnapshot) {
         if consume && !consumed {
-            txBuffers[slot].append(p)
+            stage(p, slot: slot, bridge: bridge, snap: snap)
             consumed = true
         } else if let c = bridge.buffers.clone(p) {
-            txBuffers[slot].append(c)
+            stage(c, slot: slot, bridge: bridge, snap: snap)
         }
     }
 
@@ -442,10 +529,10 @@ public final class PMDThread: @unchecked Sendable {
             case .output(let slot):
                 // OpenFlow: never back out of the ingress port unless OFPP_IN_PORT is used.
                 if Int(slot) < snap.ports.count && snap.ports[Int(slot)].number != p.inPort {
-                    emit(&p, slot: Int(slot), consume: isLast, consumed: &consumed, bridge: bridge)
+                    emit(&p, slot: Int(slot), consume: isLast, consumed: &consumed, bridge: bridge, snap: snap)
                 }
             case .outputInPort:
-                if let s = snap.portIndex[p.inPort] { emit(&p, slot: Int(s), consume: isLast, consumed: &consumed, bridge: bridge) }
+                if let s = snap.portIndex[p.inPort] { emit(&p, slot: Int(s), consume: isLast, consumed: &consumed, bridge: bridge, snap: snap) }
             case .flood, .all:
                 let flood: Bool
                 if case .flood = actions[i] { flood = true } else { flood = false }
@@ -507,7 +594,7 @@ public final class PMDThread: @unchecked Sendable {
         var targets: [Int] = []
         for (i, s) in snap.ports.enumerated() where s.number != p.inPort && !(flood && s.noFlood) { targets.append(i) }
         for (n, t) in targets.enumerated() {
-            emit(&p, slot: t, consume: consume && n == targets.count - 1, consumed: &consumed, bridge: bridge)
+            emit(&p, slot: t, consume: consume && n == targets.count - 1, consumed: &consumed, bridge: bridge, snap: snap)
         }
     }
 
@@ -518,7 +605,7 @@ public final class PMDThread: @unchecked Sendable {
         let dst = key.value(.ethDst)
         if dst & 0x0100_0000_0000 == 0, let port = bridge.macTable.lookup(mac: dst, vlan: vlan, now: now) {
             if port != p.inPort, let s = snap.portIndex[port] {
-                emit(&p, slot: Int(s), consume: consume, consumed: &consumed, bridge: bridge)
+                emit(&p, slot: Int(s), consume: consume, consumed: &consumed, bridge: bridge, snap: snap)
             }
             return
         }

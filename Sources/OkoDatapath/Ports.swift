@@ -130,9 +130,15 @@ final class PortSlot: Sendable {
     /// Malformed headers seen on receive.
     let rxErrors = Atomic<UInt64>(0)
 
+    /// `port` when it is a DPDK port, for the poll loop: a direct call through an unretained reference costs no
+    /// reference counting per burst (a port object may carry a side table, when anyone holds a weak reference
+    /// to it, which makes every retain and release an atomic slow path). `port` keeps it alive.
+    let dpdkPort: Unmanaged<DPDKPort>?
+
     init(number: UInt32, port: any DatapathPort, noFlood: Bool) {
         self.number = number
         self.port = port
+        dpdkPort = (port as? DPDKPort).map { Unmanaged.passUnretained($0) }
         self.noFlood = noFlood
     }
 
@@ -142,5 +148,19 @@ final class PortSlot: Sendable {
                        txPackets: txPackets.load(ordering: .relaxed), txBytes: txBytes.load(ordering: .relaxed),
                        txDrops: txDrops.load(ordering: .relaxed), rxErrors: rxErrors.load(ordering: .relaxed),
                        backend: port.statistics)
+    }
+}
+
+extension PortSlot {
+    @inline(__always)
+    func receiveBurst(queue: Int, into packets: UnsafeMutableBufferPointer<PacketView>) -> Int {
+        if let d = dpdkPort { return d._withUnsafeGuaranteedRef { $0.receive(queue: queue, into: packets, inPort: number) } }
+        return port.receive(queue: queue, into: packets, inPort: number)
+    }
+
+    @inline(__always)
+    func transmitBurst(queue: Int, _ packets: UnsafeMutableBufferPointer<PacketView>) -> Int {
+        if let d = dpdkPort { return d._withUnsafeGuaranteedRef { $0.transmit(queue: queue, packets) } }
+        return port.transmit(queue: queue, packets)
     }
 }

@@ -88,6 +88,16 @@ struct TableRules {
     /// True when the table changed since `snapshot()` last ran.
     private(set) var changed = false
     private var published = TableSnapshot(subtables: [])
+    /// Matches of the rules changed since the last snapshot, for the flow caches' selective invalidation;
+    /// nil once more changed than the caches track (they then flush).
+    private var changedMatches: [FlowMatch]? = []
+
+    private mutating func noteChange(_ match: FlowMatch) {
+        guard var list = changedMatches else { return }
+        changedMatches = nil  // keep the array uniquely referenced while appending
+        if list.last != match { list.append(match) }
+        changedMatches = list.count > TableSnapshot.maxTrackedChanges ? nil : list
+    }
 
     var count: Int { index.count }
     var isEmpty: Bool { index.isEmpty }
@@ -135,6 +145,7 @@ struct TableRules {
         nextSequence &+= 1
         if rule.idleTimeout > 0 || rule.hardTimeout > 0 { timed.insert(id) }
         changed = true
+        noteChange(rule.match)
         return replaced
     }
 
@@ -144,6 +155,7 @@ struct TableRules {
         stored.rule = rule
         stored.chunk.subtable = nil
         changed = true
+        noteChange(rule.match)
     }
 
     /// Removes and returns the rule with this identity.
@@ -167,6 +179,7 @@ struct TableRules {
             }
         }
         changed = true
+        noteChange(id.match)
         return stored.rule
     }
 
@@ -198,7 +211,8 @@ struct TableRules {
                 subtables.append(chunk.subtable!)
             }
         }
-        published = TableSnapshot(subtables: subtables)
+        published = TableSnapshot(subtables: subtables, previous: published, changes: changedMatches)
+        changedMatches = []
         changed = false
         return published
     }

@@ -224,7 +224,8 @@ let tcpPacket = PacketBuilder.tcp4(src: "10.0.0.1", dst: "10.0.0.2", sport: 1000
         let ports = Dictionary(uniqueKeysWithValues: sw.bridge.ports().map { ($0.number, $0) })
         #expect(ports[1]?.rxPackets == 8 && ports[2]?.txPackets == 8 && ports[2]?.txBytes == UInt64(8 * tcpPacket.count))
         let st = sw.pmd.statistics
-        #expect(st.packets == 8 && st.misses == 1 && st.emcHits == 7)
+        // Which cache serves the hits is an implementation choice (one mask: the megaflow table, no EMC).
+        #expect(st.packets == 8 && st.misses == 1 && st.emcHits + st.megaflowHits == 7)
         let removed = sw.bridge.deleteFlows(match: FlowMatch(), cookie: 0x55, cookieMask: ~0)
         #expect(removed.count == 1 && removed.first?.entry.packets == 8)
         let out = sw.send([tcpPacket], on: 1)

@@ -12,6 +12,7 @@ import Testing
         let sendMaps = Action.sendMaps(programID: 3, mapIDs: [0, 2])
         try sw.agent.apply(FlowMod(cookie: 0x5e, command: .add, priority: 7, match: Match([.inPort(1)]),
                                    instructions: [.applyActions([sendMaps, .output(port: 2, maxLength: 0)])]))
+        try sw.agent.barrier()  // the bridge coalesces publications: a barrier puts the rule in effect
         guard case .flow(let stats) = try sw.agent.multipart(.flow(FlowStatsRequest())) else {
             Issue.record("no flow stats")
             return

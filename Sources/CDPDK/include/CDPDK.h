@@ -78,6 +78,9 @@ static inline void oko_mbuf_set_data(struct rte_mbuf *m, uint8_t *data, uint16_t
     OKO_FIELD(m, OKO_MBUF_OFFSET_PKT_LEN, uint32_t) = OKO_FIELD(m, OKO_MBUF_OFFSET_PKT_LEN, uint32_t) - old_len + len;
 }
 
+/// Prefetches the cache line at `p` into all cache levels (a hint; never faults).
+static inline void oko_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 /// Time-stamp counter.
 static inline uint64_t oko_rdtsc(void) {
     uint32_t lo, hi;
