@@ -564,6 +564,36 @@ public final class Bridge: @unchecked Sendable {
     }
 
     /// The rule with exactly this table, priority and match, if any (an index lookup).
+    /// A rule's identity: what `flow(table:priority:match:)` looks up.
+    public struct RuleKey: Hashable, Sendable {
+        public let table: UInt8
+        public let priority: UInt16
+        public let match: FlowMatch
+    }
+
+    /// Starts recording which rules are added, modified or removed (by any path: REST, OpenFlow, expiry),
+    /// for one consumer, the configuration store, so it need not rescan every rule per change.
+    public func startRuleJournal() {
+        control.withLock { s in for t in s.tables.indices { s.tables[t].startJournal() } }
+    }
+
+    /// The rules changed since the last call, possibly repeated (look each up with `flow(table:priority:match:)`:
+    /// absent means removed); nil when the journal was not started or outgrew its bound: read all rules.
+    public func takeRuleJournal() -> [RuleKey]? {
+        control.withLock { s in
+            var keys: [RuleKey] = []
+            var complete = true
+            for t in s.tables.indices {
+                guard let ids = s.tables[t].takeJournal() else {
+                    complete = false
+                    continue
+                }
+                for id in ids { keys.append(RuleKey(table: UInt8(t), priority: id.priority, match: id.match)) }
+            }
+            return complete ? keys : nil
+        }
+    }
+
     public func flow(table: UInt8, priority: UInt16, match: FlowMatch) -> FlowEntry? {
         control.withLock { s in
             guard Int(table) < tableCount, let r = s.tables[Int(table)].rule(RuleIdentity(priority: priority, match: match))

@@ -92,7 +92,37 @@ struct TableRules {
     /// nil once more changed than the caches track (they then flush).
     private var changedMatches: [FlowMatch]? = []
 
-    private mutating func noteChange(_ match: FlowMatch) {
+    /// Identities of the rules changed since the journal was last taken (nil: not recording); for one
+    /// consumer outside the datapath, the configuration store. `journalOverflowed`: it outgrew its bound
+    /// and the consumer must read the whole table again.
+    private(set) var journal: [RuleIdentity]?
+    private(set) var journalOverflowed = false
+    static let journalBound = 4_000_000
+
+    mutating func startJournal() {
+        if journal == nil { journal = [] }
+    }
+
+    /// The journal so far (nil when it overflowed), and a fresh one.
+    mutating func takeJournal() -> [RuleIdentity]? {
+        guard let current = journal else { return nil }
+        journal = []
+        if journalOverflowed {
+            journalOverflowed = false
+            return nil
+        }
+        return current
+    }
+
+    private mutating func noteChange(priority: UInt16, _ match: FlowMatch) {
+        if journal != nil, !journalOverflowed {
+            if journal!.count >= Self.journalBound {
+                journalOverflowed = true
+                journal = []
+            } else {
+                journal!.append(RuleIdentity(priority: priority, match: match))
+            }
+        }
         guard var list = changedMatches else { return }
         changedMatches = nil  // keep the array uniquely referenced while appending
         if list.last != match { list.append(match) }
@@ -145,7 +175,7 @@ struct TableRules {
         nextSequence &+= 1
         if rule.idleTimeout > 0 || rule.hardTimeout > 0 { timed.insert(id) }
         changed = true
-        noteChange(rule.match)
+        noteChange(priority: rule.priority, rule.match)
         return replaced
     }
 
@@ -155,7 +185,7 @@ struct TableRules {
         stored.rule = rule
         stored.chunk.subtable = nil
         changed = true
-        noteChange(rule.match)
+        noteChange(priority: rule.priority, rule.match)
     }
 
     /// Removes and returns the rule with this identity.
@@ -179,7 +209,7 @@ struct TableRules {
             }
         }
         changed = true
-        noteChange(id.match)
+        noteChange(priority: id.priority, id.match)
         return stored.rule
     }
 

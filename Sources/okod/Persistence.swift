@@ -2,20 +2,20 @@
 // okod comes back after a crash exactly as it was acknowledged.
 //
 // Design note
-// - What is stored is derived from the live control plane, not from a change log: `flush()` reads the
-//   switch service and the program catalogue, compares them with what the store holds and commits the
-//   difference as ONE transaction (nothing to commit: no write, no fsync). So every path that changes the
-//   switch (REST, OpenFlow FLOW_MOD, rule expiry) is covered without hooks in each of them, and a bulk
-//   upload of 100,000 rules costs one commit.
+// - What is stored is derived from the live control plane: `flush()` reads the switch service and the
+//   program catalogue, compares them with what the store holds and commits the difference as ONE
+//   transaction (nothing to commit: no write, no fsync). Rules are the exception to reading everything:
+//   each bridge keeps a journal of the rules any path changed (REST, OpenFlow FLOW_MOD, expiry), and a
+//   flush looks up only those, so a barrier after one FLOW_MOD on a 100,000-rule table costs one rule.
+//   A bridge seen for the first time, or whose journal overflowed, is compared whole. A bulk upload of
+//   100,000 rules costs one commit.
 // - Acknowledgement rule: a change is acknowledged only after a `flush()` that started after the change
 //   completed has returned. REST: `PersistingHandler` flushes after every successful mutating request and
 //   before the response leaves. OpenFlow: the agent's `beforeBarrierReply` hook flushes before every
 //   BARRIER_REPLY. A change still in flight when okod dies may be stored or not; nothing that was refused
 //   (4xx, OpenFlow error) changed anything, so it cannot be stored.
-// - Cost: a flush copies each changed bridge's rule list (skipped when its snapshot generation did not
-//   move; counters do not move it) and renders only rules that are new or changed (a per-rule cache), so
-//   a one-rule change on a 100,000-rule table is a list copy, hash lookups and one small transaction. Ports and programs are always re-read
-//   (cheap, and their service-side details are written after the bridge publishes).
+// - Cost: rules are rendered only when new or changed (a per-rule cache). Ports, groups and programs are
+//   re-read on every flush (few, and their service-side details are written after the bridge publishes).
 // - Records: kind "bridge" (scope "", key name, JSON), "port" (scope bridge, key number, JSON), "program"
 //   (scope bridge, key id, JSON header line + ELF bytes), "group" (scope bridge, key id, JSON with the
 //   buckets' actions in ovs-ofctl syntax), "controller" (scope bridge, key "switch_config": what an
@@ -42,12 +42,13 @@ final class Persistence: Sendable {
     }
 
     private struct State {
-        /// What the store holds (kinds bridge, port, program, group, flow, meta).
+        /// What the store holds, rules excepted (kinds bridge, port, program, group, controller, meta).
         var stored: [RecordKey: [UInt8]] = [:]
-        /// Per bridge: the generation its rules were last read at and the rule records read then.
-        var flowCache: [String: (generation: UInt64, records: [RecordKey: [UInt8]])] = [:]
-        /// Per bridge: each rule's stored text, re-rendered only when the rule's settings change.
-        var renderCache: [String: [RuleIdentity: RenderedRule]] = [:]
+        /// Per bridge whose rule journal this component reads: each stored rule, by identity (what the
+        /// store holds for that bridge's rules; re-rendered only when the rule's settings change).
+        var flows: [String: [RuleIdentity: RenderedRule]] = [:]
+        /// Per bridge not tracked yet (after a restore or a failed commit): its stored rule records.
+        var untrackedFlows: [String: [RecordKey: [UInt8]]] = [:]
         /// The OpenFlow agent whose controller-set switch configuration (SET_CONFIG) is stored.
         var controller: (bridge: String, agent: DatapathAgent)?
     }
@@ -76,8 +77,7 @@ final class Persistence: Sendable {
     func flush() throws -> Int {
         let started = ContinuousClock.now
         return try state.withLock { state in
-            var current = try self.currentRecords(flowCache: &state.flowCache, renderCache: &state.renderCache,
-                                                  controller: state.controller)
+            var current = self.currentRecords(controller: state.controller)
             current[RecordKey(kind: "meta", scope: "", key: "initialised")] = Array("1".utf8)
             var mutations: [StoreMutation] = []
             for (key, payload) in current where state.stored[key] != payload {
@@ -91,12 +91,98 @@ final class Persistence: Sendable {
                 mutations.append(.delete(kind: key.kind, scope: key.scope, key: key.key))
                 if key.kind == "program" { mutations.append(.deleteScope(kind: "maps", scope: "\(key.scope)/\(key.key)")) }
             }
+            self.ruleChanges(&state, into: &mutations)
             guard !mutations.isEmpty else { return 0 }
             let compared = ContinuousClock.now
-            try store.apply(mutations)
+            do {
+                try store.apply(mutations)
+            } catch {
+                // The journals were taken: forget what we believed stored and read it back, so the next
+                // flush compares every rule with the store again.
+                resynchronise(&state)
+                throw error
+            }
             state.stored = current
             logger.debug("store: \(mutations.count) changes committed (diff \(compared - started), commit \(ContinuousClock.now - compared))")
             return mutations.count
+        }
+    }
+
+    /// Rule records to write or delete. A tracked bridge costs only the rules its journal names; a bridge
+    /// seen for the first time (or whose journal overflowed) is read whole and compared with the store.
+    private func ruleChanges(_ state: inout State, into mutations: inout [StoreMutation]) {
+        let names = service.bridgeNames()
+        for name in names {
+            guard let bridge = try? service.bridge(named: name) else { continue }
+            var rendered = state.flows.removeValue(forKey: name)
+            if rendered != nil, let journal = bridge.takeRuleJournal() {
+                var seen = Set<Bridge.RuleKey>(minimumCapacity: journal.count)
+                for key in journal where seen.insert(key).inserted {
+                    let identity = RuleIdentity(table: key.table, priority: key.priority, match: key.match)
+                    if let entry = bridge.flow(table: key.table, priority: key.priority, match: key.match) {
+                        let settings = RuleSettings(entry)
+                        if let old = rendered![identity], old.settings == settings { continue }
+                        let rule = render(entry, settings: settings, bridge: name)
+                        rendered![identity] = rule
+                        mutations.append(.put(kind: "flow", scope: name, key: rule.key.key, payload: rule.payload))
+                    } else if let old = rendered!.removeValue(forKey: identity) {
+                        mutations.append(.delete(kind: "flow", scope: name, key: old.key.key))
+                    }
+                }
+                state.flows[name] = rendered
+                continue
+            }
+            // Whole-table comparison; the journal starts (or restarts) before the rules are read, so a change
+            // made meanwhile is seen again next time.
+            bridge.startRuleJournal()
+            _ = bridge.takeRuleJournal()
+            var storedRecords: [RecordKey: [UInt8]] = [:]
+            if let rendered {
+                for rule in rendered.values { storedRecords[rule.key] = rule.payload }
+            } else {
+                storedRecords = state.untrackedFlows.removeValue(forKey: name) ?? [:]
+            }
+            var fresh: [RuleIdentity: RenderedRule] = [:]
+            for entry in bridge.flows() {
+                let identity = RuleIdentity(table: entry.table, priority: entry.priority, match: entry.match)
+                let settings = RuleSettings(entry)
+                let rule: RenderedRule
+                if let old = rendered?[identity], old.settings == settings {
+                    rule = old
+                } else {
+                    rule = render(entry, settings: settings, bridge: name)
+                }
+                fresh[identity] = rule
+                if storedRecords.removeValue(forKey: rule.key) != rule.payload {
+                    mutations.append(.put(kind: "flow", scope: name, key: rule.key.key, payload: rule.payload))
+                }
+            }
+            for key in storedRecords.keys { mutations.append(.delete(kind: "flow", scope: name, key: key.key)) }
+            state.flows[name] = fresh
+        }
+        // Rules of bridges that are gone.
+        for (name, rendered) in state.flows where !names.contains(name) {
+            for rule in rendered.values { mutations.append(.delete(kind: "flow", scope: name, key: rule.key.key)) }
+            state.flows[name] = nil
+        }
+        for (name, records) in state.untrackedFlows where !names.contains(name) {
+            for key in records.keys { mutations.append(.delete(kind: "flow", scope: name, key: key.key)) }
+            state.untrackedFlows[name] = nil
+        }
+    }
+
+    /// Reloads what the store holds (after a failed commit, or at restore).
+    private func resynchronise(_ state: inout State) {
+        state.stored = [:]
+        state.flows = [:]
+        state.untrackedFlows = [:]
+        for kind in ["bridge", "port", "program", "group", "controller", "meta"] {
+            for record in (try? store.records(kind: kind)) ?? [] {
+                state.stored[RecordKey(kind: kind, scope: record.scope, key: record.key)] = record.payload
+            }
+        }
+        for record in (try? store.records(kind: "flow")) ?? [] {
+            state.untrackedFlows[record.scope, default: [:]][RecordKey(kind: "flow", scope: record.scope, key: record.key)] = record.payload
         }
     }
 
@@ -140,13 +226,12 @@ final class Persistence: Sendable {
                             payload: Array(spec.ofctlText.utf8))
     }
 
-    private func currentRecords(flowCache: inout [String: (generation: UInt64, records: [RecordKey: [UInt8]])],
-                                renderCache: inout [String: [RuleIdentity: RenderedRule]],
-                                controller: (bridge: String, agent: DatapathAgent)?) throws -> [RecordKey: [UInt8]] {
+    /// Every record but the rules (those are `ruleChanges`).
+    private func currentRecords(controller: (bridge: String, agent: DatapathAgent)?) -> [RecordKey: [UInt8]] {
         var records: [RecordKey: [UInt8]] = [:]
         let names = service.bridgeNames()
         for name in names {
-            guard let summary = try? service.summary(name), let bridge = try? service.bridge(named: name) else { continue }
+            guard let summary = try? service.summary(name) else { continue }
             records[RecordKey(kind: "bridge", scope: "", key: name)] = Self.json([
                 ("datapath_id", .unsigned(summary.datapathID)), ("fail_mode", .string(summary.failMode)),
             ])
@@ -162,40 +247,12 @@ final class Persistence: Sendable {
                     ("buckets", .array(group.buckets.map { .object([("weight", .integer(Int64($0.weight))), ("actions", .string($0.actions))]) })),
                 ])
             }
-            // Read the generation before the rules: a change in between makes the next flush read again.
-            let generation = bridge.generation
-            if let cached = flowCache[name], cached.generation == generation {
-                records.merge(cached.records) { $1 }
-            } else {
-                var flows: [RecordKey: [UInt8]] = [:]
-                var rendered: [RuleIdentity: RenderedRule] = [:]
-                let previous = renderCache[name] ?? [:]
-                for entry in bridge.flows() {
-                    let identity = RuleIdentity(table: entry.table, priority: entry.priority, match: entry.match)
-                    let settings = RuleSettings(entry)
-                    let rule: RenderedRule
-                    if let old = previous[identity], old.settings == settings {
-                        rule = old
-                    } else {
-                        rule = render(entry, settings: settings, bridge: name)
-                    }
-                    rendered[identity] = rule
-                    flows[rule.key] = rule.payload
-                }
-                renderCache[name] = rendered
-                flowCache[name] = (generation, flows)
-                records.merge(flows) { $1 }
-            }
         }
         if let (bridge, agent) = controller, names.contains(bridge) {
             let config = agent.switchConfig()
             records[RecordKey(kind: "controller", scope: bridge, key: "switch_config")] = Self.json([
                 ("flags", .integer(Int64(config.flags))), ("miss_send_len", .integer(Int64(config.missSendLength))),
             ])
-        }
-        for name in flowCache.keys where !names.contains(name) {
-            flowCache[name] = nil
-            renderCache[name] = nil
         }
         for source in catalogue.sources() where names.contains(source.bridge) {
             var header = Self.json([("section", source.section.map { .string($0) } ?? .null)])
@@ -330,12 +387,7 @@ final class Persistence: Sendable {
                 summary.flows += specs.count
             }
             // What was just rebuilt is what the store holds: the first flush writes nothing.
-            state.stored = [:]
-            for kind in ["bridge", "port", "program", "group", "flow", "controller", "meta"] {
-                for record in try store.records(kind: kind) {
-                    state.stored[RecordKey(kind: kind, scope: record.scope, key: record.key)] = record.payload
-                }
-            }
+            resynchronise(&state)
             return summary
         }
     }
