@@ -2,8 +2,8 @@
 // snapshots), so that okod comes back after a crash or power loss exactly as it was.
 //
 // Design note
-// - One SQLite database in WAL mode with `synchronous = FULL`: a transaction that returned has been
-//   fsynced, so a change is acknowledged (HTTP 2xx, OpenFlow barrier reply) only after `apply` returns.
+// - One SQLite database in WAL mode with `synchronous = FULL` (the default `Durability`): a transaction that
+//   returned has been fsynced, so a change is acknowledged (HTTP 2xx, OpenFlow barrier reply) only after `apply` returns.
 //   SQLite's journal guarantees that a kill -9 or power loss at any moment leaves either the old or the
 //   new state, never a store that fails to open.
 // - The store knows nothing of switches: it keeps versioned records `(kind, scope, key) -> payload`,
@@ -52,18 +52,29 @@ public final class ConfigurationStore: Sendable {
     private let queue: DatabaseQueue
     public let path: String
 
+    /// How a committed transaction reaches the disk.
+    public enum Durability: String, Sendable, CaseIterable {
+        /// `synchronous = FULL`: every commit is fsynced before it returns; survives power loss.
+        case full
+        /// `synchronous = NORMAL`: commits reach the OS (they survive kill -9 of okod) and are fsynced at
+        /// checkpoints; a power loss may lose the last acknowledged changes, never the store's integrity.
+        case normal
+    }
+
     /// Opens (creating if needed) the store at `path`; checks its integrity.
-    public init(path: String) throws {
+    public init(path: String, durability: Durability = .full) throws {
         self.path = path
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var configuration = Configuration()
         configuration.journalMode = .wal
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
         do {
             queue = try DatabaseQueue(path: path, configuration: configuration)
+            // After opening: GRDB sets `synchronous = NORMAL` itself when it enables WAL, after
+            // prepareDatabase, so a setting made there does not last. (DatabaseQueue: one connection.)
+            try queue.writeWithoutTransaction { db in
+                try db.execute(sql: durability == .full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+            }
             try queue.write { db in
                 let check = try String.fetchOne(db, sql: "PRAGMA quick_check") ?? "no answer"
                 guard check == "ok" else { throw StoreError("store '\(path)' is damaged: \(check)") }
@@ -114,6 +125,11 @@ public final class ConfigurationStore: Sendable {
     }
 
     /// Records of `kind` (in `scope` when given), ordered by scope then key.
+    /// SQLite's `synchronous` setting on the store's connection (2 = FULL, 1 = NORMAL).
+    var synchronousSetting: Int {
+        get throws { try queue.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 } }
+    }
+
     public func records(kind: String, scope: String? = nil) throws -> [StoredRecord] {
         try queue.read { db in
             let rows: [Row]

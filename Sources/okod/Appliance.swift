@@ -72,7 +72,7 @@ final class Appliance: @unchecked Sendable {
         // The store wins over the configuration file: its bridges, ports and rules only seed an empty store.
         let storePath = configuration.resolvedStorePath
         let store: ConfigurationStore
-        do { store = try ConfigurationStore(path: storePath) } catch { throw StartupError("store.path: \(error)") }
+        do { store = try ConfigurationStore(path: storePath, durability: configuration.storeDurability) } catch { throw StartupError("store.path: \(error)") }
         persistence = Persistence(store: store, service: service, catalogue: catalogue, logger: logger)
         if try persistence.isEmpty {
             try Self.seed(service: service, from: configuration, logger: logger)

@@ -4,6 +4,7 @@
 // Codable, so that every mistake is reported with its path (`bridges[0].ports[1]: unknown key
 // 'devarg'`) and unknown keys are errors instead of being silently ignored.
 import Foundation
+import OkoStore
 import OkoHTTP
 import OkoSyntax
 import Yams
@@ -49,6 +50,8 @@ struct Configuration {
     /// The configuration store (SQLite); nil: `okod.db` beside the API token file.
     var storePath: String?
     var snapshotMapsOnShutdown = true
+    /// `store.sync`: fsync every acknowledged change (full, the default) or leave it to the OS (normal).
+    var storeDurability = ConfigurationStore.Durability.full
     var limits = Limits()
 
     /// Operator limits (`limits:`); exceeding one is refused with an error naming the key.
@@ -132,7 +135,13 @@ struct Configuration {
                 config.storePath = path.replacingOccurrences(of: "${config_dir}", with: configDirectory)
             }
             if let snapshot = try store.boolean("snapshot_maps_on_shutdown") { config.snapshotMapsOnShutdown = snapshot }
-            try store.finish(allowed: ["path", "snapshot_maps_on_shutdown"])
+            if let sync = try store.string("sync") {
+                guard let durability = ConfigurationStore.Durability(rawValue: sync) else {
+                    throw ConfigurationError("store.sync", "'\(sync)' is not one of full, normal")
+                }
+                config.storeDurability = durability
+            }
+            try store.finish(allowed: ["path", "snapshot_maps_on_shutdown", "sync"])
         }
         if let limits = try top.mapping("limits") {
             let big = 1...(1 << 40)

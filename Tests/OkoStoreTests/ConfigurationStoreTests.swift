@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import OkoStore
+@testable import OkoStore
 
 struct ConfigurationStoreTests {
     private func temporaryPath() -> String {
@@ -25,6 +25,19 @@ struct ConfigurationStoreTests {
             StoredRecord(kind: "flow", scope: "br0", key: "2", payload: [4], revision: 1)
         ])
         #expect(try reopened.record(kind: "bridge", scope: "", key: "br0")?.payload == Array("{}".utf8))
+    }
+
+    @Test(arguments: [(ConfigurationStore.Durability.full, 2), (.normal, 1)])
+    func durabilitySetsSQLiteSynchronousAndKeepsChanges(durability: ConfigurationStore.Durability, pragma: Int) throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+        do {
+            let store = try ConfigurationStore(path: path, durability: durability)
+            let setting = try store.synchronousSetting
+            #expect(setting == pragma, "PRAGMA synchronous = \(setting)")
+            try store.apply([.put(kind: "flow", scope: "br0", key: "1", payload: [7])])
+        }
+        #expect(try ConfigurationStore(path: path).record(kind: "flow", scope: "br0", key: "1")?.payload == [7])
     }
 
     @Test func aBatchIsAllOrNothing() throws {

@@ -295,6 +295,7 @@ struct OkodProcessTests {
         ("bridges: [unclosed\n", "is not valid YAML"),
         ("log_level: loud\n", "log_level: 'loud' is not one of"),
         ("api:\n  listen: localhost\n", "api.listen: 'localhost' is not HOST:PORT"),
+        ("store:\n  sync: sometimes\n", "store.sync: 'sometimes' is not one of full, normal"),
     ])
     func refusesABadConfigurationNamingTheProblem(yaml: String, expected: String) throws {
         let (status, output) = try refuse(yaml)
