@@ -53,20 +53,25 @@ for i in range(n):
 EOF
 log "$RULES rules in $W/flows.txt"
 
-# ---- okod: one bridge with a sink port, OpenFlow on 127.0.0.1:$OF_PORT_OKO
-cat > "$W/okod.yaml" <<EOF
+# ---- okod: one bridge without ports, like the OVS bridge below (no poll-mode work on either side), OpenFlow on 127.0.0.1:$OF_PORT_OKO. Started afresh (empty store)
+# for each measurement with store.sync $1: "full" (the default: one fsync per acknowledged change, i.e.
+# per barrier, and ovs-ofctl add-flows sends a barrier after every FLOW_MOD) or "normal" (acknowledged
+# changes survive kill -9 but not power loss; OVS keeps no flows across restarts at all).
+start_okod() {
+    stop_pid "$OKOD_PID"; OKOD_PID=
+    rm -f "$W"/okod.db*
+    cat > "$W/okod.yaml" <<EOF
 dpdk:
   eal_args: ["-l", "0-1", "--no-pci"]
   mbufs: 4096
 stats_interval: 0
+log_level: notice
 api: {listen: "127.0.0.1:0", token_file: "$W/tokens"}
 openflow: {listen: "127.0.0.1:$OF_PORT_OKO"}
+store: {path: "$W/okod.db", sync: $1}
 bridges:
   - name: br0
-    ports:
-      - devargs: "net_null0,no-rx=1"
 EOF
-start_okod() {
     "$OKOD" --config "$W/okod.yaml" > "$W/okod.log" 2>&1 &
     OKOD_PID=$!
     for i in $(seq 1 300); do grep -q "okod ready" "$W/okod.log" && return 0; kill -0 $OKOD_PID 2>/dev/null || break; sleep 0.1; done
@@ -112,13 +117,13 @@ measure() {   # target
 }
 median() { sort -g | awk '{a[NR]=$1} END{printf "%.3f\n", (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-start_okod
 start_ovs
-log "okod pid $OKOD_PID, ovs-vswitchd pid $VSWD_PID ($(ovs-vswitchd --version | head -1))"
+log "ovs-vswitchd pid $VSWD_PID ($(ovs-vswitchd --version | head -1))"
 : > "$W/times.tsv"
 for r in $(seq 1 "$REPS"); do   # interleaved, so machine load drifts hit both alike
-    for peer in okod ovs; do
+    for peer in okod okod-sync-normal ovs; do
         port=$OF_PORT_OKO; [ $peer = ovs ] && port=$OF_PORT_OVS
+        case $peer in okod) start_okod full ;; okod-sync-normal) start_okod normal ;; esac
         m=$(measure tcp:127.0.0.1:$port) || die "$peer rep $r failed"
         set -- $m
         log "$peer rep $r: $2 rules in ${1}s"
@@ -126,6 +131,7 @@ for r in $(seq 1 "$REPS"); do   # interleaved, so machine load drifts hit both a
     done
 done
 if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
+    start_okod "${PERF_SYNC:-full}"
     ovs-ofctl -O OpenFlow13 del-flows tcp:127.0.0.1:$OF_PORT_OKO
     perf record -g -o "$W/perf.data" -p "$OKOD_PID" -- sleep 600 > /dev/null 2>&1 &
     perf_pid=$!
@@ -138,10 +144,12 @@ fi
 rate() { awk -F'\t' -v p=$1 '$1==p{printf "%.0f\n", $3/$2}' "$W/times.tsv" | median | awk '{printf "%.0f", $1}'; }
 runs() { awk -F'\t' -v p=$1 '$1==p{printf "%s%s rules/%ss", c, $3, $2; c=", "}' "$W/times.tsv"; }
 oko=$(rate okod)
+okn=$(rate okod-sync-normal)
 ovs=$(rate ovs)
 {
     echo "OpenFlow rule installation, $(date -u +%FT%TZ), $(getconf _NPROCESSORS_ONLN) vCPU, load average $(cut -d' ' -f1-3 /proc/loadavg), $RULES rules, $REPS reps (median rate), add-flows incl. final barrier, limit ${LIMIT}s"
-    printf '%-6s %10s rules/s   runs: %s\n' okod "$oko" "$(runs okod)"
-    printf '%-6s %10s rules/s   runs: %s\n' ovs "$ovs" "$(runs ovs)"
-    echo "okod/OVS rate ratio: $(awk -v a=$oko -v b=$ovs 'BEGIN{printf "%.3f", a/b}')x"
+    printf '%-18s %10s rules/s   runs: %s\n' "okod (sync full)" "$oko" "$(runs okod)"
+    printf '%-18s %10s rules/s   runs: %s\n' "okod (sync normal)" "$okn" "$(runs okod-sync-normal)"
+    printf '%-18s %10s rules/s   runs: %s\n' ovs "$ovs" "$(runs ovs)"
+    echo "okod/OVS rate ratio: sync full $(awk -v a=$oko -v b=$ovs 'BEGIN{printf "%.3f", a/b}')x, sync normal $(awk -v a=$okn -v b=$ovs 'BEGIN{printf "%.3f", a/b}')x"
 } | tee "$root/Benchmarks/openflow/last-run.txt"

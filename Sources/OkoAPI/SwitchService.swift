@@ -194,7 +194,7 @@ public final class SwitchService: Sendable {
     public func summary(_ name: String) throws(SwitchError) -> BridgeSummary {
         let r = try record(name)
         return BridgeSummary(name: name, datapathID: r.datapathID, failMode: r.failMode, ports: r.bridge.ports().count,
-                             flows: r.bridge.flows().count,
+                             flows: r.bridge.flowCount(),
                              programs: programs?.programCount(bridge: name) ?? r.bridge.programs().count)
     }
 
@@ -270,7 +270,7 @@ public final class SwitchService: Sendable {
         }
         return try r.changeLock.withLock { _ throws(SwitchError) -> [FlowRecord] in
             try checkRuleLimit(converted.map { RuleKey(table: $0.0.table, priority: $0.0.priority, match: $0.1) },
-                               existing: r.bridge.flows())
+                               bridge: r.bridge)
             // One all-or-nothing batch and one publication, in effect when this returns.
             let additions = converted.map { spec, match, instructions in
                 FlowAddition(table: spec.table, priority: spec.priority, match: match, instructions: instructions,
@@ -293,20 +293,18 @@ public final class SwitchService: Sendable {
         }
     }
 
-    /// Refuses a batch that would leave a table with more than `maxRulesPerTable` rules (replacements
-    /// of existing rules do not count).
-    private func checkRuleLimit(_ keys: [RuleKey], existing: [FlowEntry]) throws(SwitchError) {
+    /// Refuses a batch that would take a table over `maxRulesPerTable` (rules it replaces do not count);
+    /// costs the batch, not the table.
+    private func checkRuleLimit(_ keys: [RuleKey], bridge: Bridge) throws(SwitchError) {
         let limit = maxRulesPerTable.load(ordering: .relaxed)
         guard limit != Int.max else { return }
-        let present = Set(existing.map { RuleKey(table: $0.table, priority: $0.priority, match: $0.match) })
-        var counts: [UInt8: Int] = [:]
-        for entry in existing { counts[entry.table, default: 0] += 1 }
-        var grown = Set<UInt8>()
-        for key in Set(keys) where !present.contains(key) {
-            counts[key.table, default: 0] += 1
-            grown.insert(key.table)
+        var added: [UInt8: Int] = [:]
+        for key in Set(keys) where bridge.flow(table: key.table, priority: key.priority, match: key.match) == nil {
+            added[key.table, default: 0] += 1
         }
-        for (table, count) in counts.sorted(by: { $0.key < $1.key }) where count > limit && grown.contains(table) {
+        for (table, extra) in added.sorted(by: { $0.key < $1.key }) {
+            let count = bridge.flowCount(table: table) + extra
+            guard count > limit else { continue }
             throw .unprocessable("limits.max_rules_per_table: table \(table) would hold \(count) rules; the limit is \(limit)")
         }
     }
