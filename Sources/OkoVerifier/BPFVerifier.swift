@@ -72,6 +72,7 @@ struct Analysis {
 
     var prunePoint: [Bool]
     var lddwTail: [Bool]
+    var liveness: RegisterLiveness
     var stored: [[StoredState]]
     var liveStates = 0
     var backEdgeCounts: [BackEdge: Int] = [:]
@@ -95,17 +96,19 @@ struct Analysis {
         prunePoint = Array(repeating: false, count: program.count)
         lddwTail = Array(repeating: false, count: program.count)
         stored = Array(repeating: [], count: program.count)
+        liveness = RegisterLiveness(liveIn: [])
         guard !program.isEmpty else { throw VerificationError(reason: .emptyProgram) }
         guard program.count <= limits.maxProgramLength else {
             throw VerificationError(reason: .programTooLong(count: program.count, limit: limits.maxProgramLength))
         }
         try validate()
+        liveness = RegisterLiveness(program: program, lddwTail: lddwTail)
     }
 
     func fail(_ reason: VerificationError.Reason, at i: Int? = nil) -> VerificationError {
         let at = i ?? index
         return VerificationError(
-            reason: reason, instructionIndex: at, instructionText: VerifierDisassembler.text(program, at), path: trail,
+            reason: reason, instructionIndex: at, instructionText: BPFDisassembler.text(of: program, at: at), path: trail,
             omittedPathSteps: trailOmitted)
     }
 
@@ -183,6 +186,7 @@ struct Analysis {
                 }
                 guard index < program.count else { throw fail(.fallsOffEnd, at: program.count - 1) }
                 if prunePoint[index] {
+                    state.forgetDeadRegisters(liveness, at: index)
                     state.canonicaliseSymbols()
                     var covered = false
                     // only the most recent states: a long loop stores one state per iteration
