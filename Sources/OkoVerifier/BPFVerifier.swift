@@ -73,6 +73,7 @@ struct Analysis {
     var prunePoint: [Bool]
     var lddwTail: [Bool]
     var liveness: RegisterLiveness
+    var precision: RangePrecision
     var stored: [[StoredState]]
     var liveStates = 0
     var backEdgeCounts: [BackEdge: Int] = [:]
@@ -97,12 +98,13 @@ struct Analysis {
         lddwTail = Array(repeating: false, count: program.count)
         stored = Array(repeating: [], count: program.count)
         liveness = RegisterLiveness(liveIn: [])
+        precision = RangePrecision(count: program.count)
         guard !program.isEmpty else { throw VerificationError(reason: .emptyProgram) }
         guard program.count <= limits.maxProgramLength else {
             throw VerificationError(reason: .programTooLong(count: program.count, limit: limits.maxProgramLength))
         }
         try validate()
-        liveness = RegisterLiveness(program: program, lddwTail: lddwTail)
+        liveness = RegisterLiveness(program: program, lddwTail: lddwTail, helpers: helpers)
     }
 
     func fail(_ reason: VerificationError.Reason, at i: Int? = nil) -> VerificationError {
@@ -189,10 +191,12 @@ struct Analysis {
                     state.forgetDeadRegisters(liveness, at: index)
                     state.canonicaliseSymbols()
                     var covered = false
+                    precision.refresh(program: program, liveness: liveness, lddwTail: lddwTail, helpers: helpers)
+                    let relaxed = liveness.liveIn[index] & ~precision.preciseIn[index] & ~RegisterLiveness.frameRegister
                     // only the most recent states: a long loop stores one state per iteration
                     for old in stored[index].suffix(Self.statesComparedPerInstruction).reversed() {
                         if old.branches == 0 {
-                            if old.state.includes(state) { covered = true; break }
+                            if old.state.includes(state, relaxed: relaxed) { covered = true; break }
                         } else if old.state == state && isAncestor(old, of: parent) {
                             throw fail(.infiniteLoop(backEdgeFrom: lastBackEdgeSource(into: index), to: index))
                         }
@@ -454,8 +458,10 @@ struct Analysis {
             state[register: dst] = .scalar(try scalarOp(op, a, b, is64: is64, insn: insn))
         case (.scalar, _) where op == BPFOpcode.add && is64:
             // scalar + pointer: commutative
+            precision.use(1 << UInt16(dst), at: index)
             state[register: dst] = try pointerAdd(srcValue, dstValue, srcRegister: dst, state: &state, subtract: false)
         case (_, .scalar) where (op == BPFOpcode.add || op == BPFOpcode.sub) && is64:
+            if useReg { precision.use(1 << UInt16(insn.src), at: index) }
             state[register: dst] = try pointerAdd(
                 dstValue, srcValue, srcRegister: useReg ? Int(insn.src) : nil, state: &state, subtract: op == BPFOpcode.sub)
         case (.packet(let p), .packet(let q)) where op == BPFOpcode.sub && is64:
@@ -821,6 +827,10 @@ struct Analysis {
         }
         let target = index + 1 + Int(insn.offset)
         let (taken, notTaken) = try branch(insn, state, is32: is32)
+        if taken == nil || notTaken == nil || taken!.facts != state.facts || notTaken!.facts != state.facts {
+            let operands: UInt16 = 1 << UInt16(insn.dst) | (insn.opcode & BPFOpcode.sourceX != 0 ? 1 << UInt16(insn.src) : 0)
+            precision.use(operands, at: index)
+        }
         switch (taken, notTaken) {
         case (let t?, let f?): return .fork(taken: t, target: target, notTaken: f)
         case (let t?, nil): state = t; return .next(target)

@@ -8,12 +8,20 @@
 //
 // Frames are separate: a bpf-to-bpf call hands r1-r5 to a fresh callee frame and resumes the
 // caller at the next instruction with r0 set and r1-r5 clobbered, so a call reads r1-r5 and
-// writes r0-r5, and the callee body is analysed on its own (its exit reads r0). r10 is always live.
+// writes r0-r5, and the callee body is analysed on its own (its exit reads r0). A helper call reads
+// the argument registers its prototype declares. r10 is always live.
+//
+// Packet length facts matter only while the packet can still be reached: once no register or
+// spilled slot of any frame holds a packet pointer, no later instruction can obtain one (r1 at
+// entry is the only source; maps never hold pointers), so the facts are dropped too.
 import OkoBPF
 
 struct RegisterLiveness {
     /// liveIn[i] bit r: register r is live before instruction i.
     let liveIn: [UInt16]
+    /// The control-flow graph (calls fall through to the next instruction; exits have no successor).
+    var successors: [[Int]] = []
+    var predecessors: [[Int]] = []
 
     static let allRegisters: UInt16 = 0x7ff
     static let frameRegister: UInt16 = 1 << 10
@@ -23,14 +31,22 @@ struct RegisterLiveness {
 
     init(liveIn: [UInt16]) { self.liveIn = liveIn }
 
-    init(program: [BPFInstruction], lddwTail: [Bool]) {
+    init(program: [BPFInstruction], lddwTail: [Bool], helpers: HelperPrototypeTable) {
         let n = program.count
         var uses = [UInt16](repeating: 0, count: n)
         var defs = [UInt16](repeating: 0, count: n)
         var successors = [[Int]](repeating: [], count: n)
         var predecessors = [[Int]](repeating: [], count: n)
         for i in 0..<n where !lddwTail[i] {
-            let (u, d, s) = Self.effect(program, i)
+            var (u, d, s) = Self.effect(program, i)
+            // a helper reads only the arguments its prototype declares (unknown helpers: all five)
+            let insn = program[i]
+            if insn.instructionClass == BPFOpcode.classJMP, insn.opcode & 0xf0 == BPFOpcode.call,
+                insn.src == BPFOpcode.callHelper, let proto = helpers[insn.immediate]
+            {
+                u = 0
+                for (k, kind) in proto.arguments.enumerated() where kind != .unused { u |= 1 << UInt16(k + 1) }
+            }
             uses[i] = u
             defs[i] = d
             successors[i] = s.filter { $0 >= 0 && $0 < n }
@@ -55,6 +71,8 @@ struct RegisterLiveness {
             }
         }
         liveIn = live
+        self.successors = successors
+        self.predecessors = predecessors
     }
 
     /// Registers read, registers written, and the instructions that may run next.
@@ -117,5 +135,14 @@ extension VerifierState {
                 frames[f].registers[r] = .uninitialised
             }
         }
+        if !holdsPacketPointer { facts = VerifierState.initialFacts }
+    }
+
+    var holdsPacketPointer: Bool {
+        for frame in frames {
+            for v in frame.registers { if case .packet = v { return true } }
+            for slot in frame.stack { if case .spill(.packet) = slot { return true } }
+        }
+        return false
     }
 }
