@@ -193,10 +193,11 @@ struct Analysis {
                     var covered = false
                     precision.refresh(program: program, liveness: liveness, lddwTail: lddwTail, helpers: helpers)
                     let relaxed = liveness.liveIn[index] & ~precision.preciseIn[index] & ~RegisterLiveness.frameRegister
+                    let relaxedSlots = ~precision.preciseSlots(program)
                     // only the most recent states: a long loop stores one state per iteration
                     for old in stored[index].suffix(Self.statesComparedPerInstruction).reversed() {
                         if old.branches == 0 {
-                            if old.state.includes(state, relaxed: relaxed) { covered = true; break }
+                            if old.state.includes(state, relaxed: relaxed, relaxedSlots: relaxedSlots) { covered = true; break }
                         } else if old.state == state && isAncestor(old, of: parent) {
                             throw fail(.infiniteLoop(backEdgeFrom: lastBackEdgeSource(into: index), to: index))
                         }
@@ -718,7 +719,10 @@ struct Analysis {
         let slots = state.frames[frame].stack
         if lo == hi && size == 8 && lo % 8 == 0 {
             let slot = slots[Int(-lo / 8) - 1]
-            if case .spill(let v) = slot { return v }
+            if case .spill(let v) = slot {
+                if case .scalar = v { precision.spillRead(slot: Int(-lo / 8) - 1, at: index) }
+                return v
+            }
         }
         // byte by byte: every byte initialised, no part of a spilled pointer
         var byte = lo

@@ -9,8 +9,12 @@
 //     fact (recorded as it happens: both operands),
 //   - a conditional jump one of whose operands is itself needed later (refining one operand
 //     narrows the other),
-//   - a store (spilled scalars come back with their ranges; stack slots are always compared
-//     exactly), a helper or bpf-to-bpf call argument, or r0 at exit.
+//   - an 8-byte store (a spilled scalar comes back with its range; narrower stores keep only
+//     initialised bytes, and maps keep no ranges), a helper or bpf-to-bpf call argument, or r0 at exit.
+// Stack slots likewise: a spilled scalar's range only comes back through an aligned 8-byte load
+// of that slot (recorded as it happens); when no such load's destination is needed afterwards,
+// the slot may hold any scalar (or eight initialised bytes) in the new state. Slots are numbered
+// per frame and the record ignores the frame, which only makes more slots precise.
 // `preciseIn[i]` is the backward closure of those uses over the control-flow graph, so it over-
 // approximates what any path from i relies on. Uses only grow during a run and a stored state prunes
 // only after its whole subtree (a contiguous stretch of the depth-first search) finished, so every
@@ -25,6 +29,37 @@ struct RangePrecision {
     /// Registers whose range may matter before instruction i (closure of `usedAt`).
     var preciseIn: [UInt16]
     var stale = false
+    /// Slots (bit k: bytes r10-8(k+1) ..< r10-8k) whose spilled scalar an instruction loaded.
+    var spillReadsAt: [Int: UInt64] = [:]
+    var preciseSlotsCache: UInt64 = 0
+    var slotsStale = false
+
+    mutating func spillRead(slot: Int, at i: Int) {
+        guard slot >= 0 && slot < 64 else { return }
+        let bit = UInt64(1) << UInt64(slot)
+        if spillReadsAt[i, default: 0] & bit == 0 {
+            spillReadsAt[i, default: 0] |= bit
+            slotsStale = true
+        }
+    }
+
+    /// Slots whose spilled range some load passed on to a register needed after it. Call after `refresh`.
+    mutating func preciseSlots(_ program: [BPFInstruction]) -> UInt64 {
+        guard slotsStale else { return preciseSlotsCache }
+        slotsStale = false
+        var slots: UInt64 = 0
+        for (i, bits) in spillReadsAt {
+            let insn = program[i]
+            // an atomic operation's read, or a load whose result is needed (or the program ends)
+            if insn.instructionClass != BPFOpcode.classLDX || i + 1 >= preciseIn.count
+                || preciseIn[i + 1] & (1 << UInt16(insn.dst)) != 0
+            {
+                slots |= bits
+            }
+        }
+        preciseSlotsCache = slots
+        return slots
+    }
 
     init(count: Int) {
         usedAt = Array(repeating: 0, count: count)
@@ -41,6 +76,7 @@ struct RangePrecision {
     mutating func refresh(program: [BPFInstruction], liveness: RegisterLiveness, lddwTail: [Bool], helpers: HelperPrototypeTable) {
         guard stale else { return }
         stale = false
+        slotsStale = true
         let n = program.count
         var pending = Array((0..<n).filter { !lddwTail[$0] })
         var queued = [Bool](repeating: false, count: n)
@@ -82,9 +118,10 @@ struct RangePrecision {
         case BPFOpcode.classST:
             return after
         case BPFOpcode.classSTX:
-            var needed = after | src
-            if insn.opcode & 0xe0 == BPFOpcode.modeATOMIC && insn.immediate == BPFOpcode.atomicCmpxchg { needed |= 1 }
-            return needed
+            guard insn.opcode & 0xe0 == BPFOpcode.modeATOMIC else {
+                return insn.opcode & 0x18 == BPFOpcode.sizeDW ? after | src : after
+            }
+            return after | src | (insn.immediate == BPFOpcode.atomicCmpxchg ? 1 : 0)
         default:
             let op = insn.opcode & 0xf0
             switch op {
@@ -145,9 +182,9 @@ extension VerifierState {
     /// True when every concrete state described by `other` is described by `self` as far as the
     /// exploration of `self` relied on: registers of the current frame in `relaxed` that hold
     /// unlinked scalars in both match any scalar. Symbols are matched up to renaming.
-    func includes(_ other: VerifierState, relaxed: UInt16) -> Bool {
+    func includes(_ other: VerifierState, relaxed: UInt16, relaxedSlots: UInt64 = 0) -> Bool {
         guard frames.count == other.frames.count else { return false }
-        let linked = relaxed == 0 ? [] : linkedSymbols()
+        let linked = relaxed == 0 && relaxedSlots == 0 ? [] : linkedSymbols()
         var matching = SymbolMatching()
         for (f, (fa, fb)) in zip(frames, other.frames).enumerated() {
             guard fa.returnIndex == fb.returnIndex else { return false }
@@ -160,9 +197,18 @@ extension VerifierState {
                 }
                 if !Self.valueIncludes(a, b, &matching) { return false }
             }
+            let relaxedSlotsHere: UInt64 = f == frames.count - 1 ? relaxedSlots : 0
             for i in 0..<max(fa.stack.count, fb.stack.count) {
                 let a = i < fa.stack.count ? fa.stack[i] : .bytes(initialised: 0)
                 let b = i < fb.stack.count ? fb.stack[i] : .bytes(initialised: 0)
+                if i < 64, relaxedSlotsHere & (1 << UInt64(i)) != 0, case .spill(.scalar(let x)) = a, x.andSource == nil,
+                    x.symbol == 0 || !linked.contains(x.symbol)
+                {
+                    switch b {
+                    case .spill(.scalar), .bytes(initialised: 0xff): continue
+                    default: break
+                    }
+                }
                 if !Self.slotIncludes(a, b, &matching) { return false }
             }
         }
