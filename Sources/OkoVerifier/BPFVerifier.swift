@@ -20,12 +20,15 @@
 //   check; pointers are never stored outside the stack, never compared with scalars, never handed
 //   to helpers as scalars, never returned.
 // - Pruning: at jump targets, a path whose state is included in a fully explored stored state at
-//   the same instruction stops there (symbols must match exactly; the last 32 states at an
-//   instruction are compared; in tight loops a state is stored only every 8 instructions, so
-//   memory stays bounded under the 1M budget). A path that reaches a state equal to one of its own ancestors
-//   at the same instruction is an infinite loop. Bounded loops are simply unrolled by the
-//   interpretation; everything else runs out of the instruction budget, and the refusal names the
-//   back edge iterated most.
+//   the same instruction stops there (the last 128 states at an instruction are compared; in tight
+//   loops a state is stored only every 8 instructions, so memory stays bounded under the 1M
+//   budget). Inclusion ignores what the stored state's proof could not have relied on: dead
+//   registers (Liveness.swift) are forgotten, packet length facts are dropped once no packet pointer
+//   is held, and scalar registers and spilled stack slots whose ranges fed no safety decision match
+//   any scalar (Precision.swift); symbols are matched up to renaming. A path that reaches a state
+//   equal to one of its own ancestors at the same instruction is an infinite loop. Bounded loops
+//   are simply unrolled by the interpretation; everything else runs out of the instruction budget,
+//   and the refusal names the back edge iterated most.
 // - What is proven: every memory access is in bounds of initialised, permitted memory; no
 //   pointer value escapes to maps, helpers or r0; every helper gets arguments of its declared
 //   kinds; the program terminates within the budget on every abstract path; r0 is a scalar.
