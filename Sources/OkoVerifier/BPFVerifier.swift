@@ -52,6 +52,8 @@ final class StoredState {
     let state: VerifierState
     let parent: StoredState?
     var branches = 1
+    /// Symbols of `state` shared by several values (see `VerifierState.linkedSymbols`).
+    lazy var linkedSymbols: Set<Int32> = state.linkedSymbols()
     init(state: VerifierState, parent: StoredState?) {
         self.state = state
         self.parent = parent
@@ -200,7 +202,7 @@ struct Analysis {
                     // only the most recent states: a long loop stores one state per iteration
                     for old in stored[index].suffix(Self.statesComparedPerInstruction).reversed() {
                         if old.branches == 0 {
-                            if old.state.includes(state, relaxed: relaxed, relaxedSlots: relaxedSlots) { covered = true; break }
+                            if old.state.includes(state, relaxed: relaxed, relaxedSlots: relaxedSlots, linked: old.linkedSymbols) { covered = true; break }
                         } else if old.state == state && isAncestor(old, of: parent) {
                             throw fail(.infiniteLoop(backEdgeFrom: lastBackEdgeSource(into: index), to: index))
                         }

@@ -182,9 +182,10 @@ extension VerifierState {
     /// True when every concrete state described by `other` is described by `self` as far as the
     /// exploration of `self` relied on: registers of the current frame in `relaxed` that hold
     /// unlinked scalars in both match any scalar. Symbols are matched up to renaming.
-    func includes(_ other: VerifierState, relaxed: UInt16, relaxedSlots: UInt64 = 0) -> Bool {
+    /// `linked` is `linkedSymbols()` of `self` (callers cache it per stored state).
+    func includes(_ other: VerifierState, relaxed: UInt16, relaxedSlots: UInt64 = 0, linked: Set<Int32>? = nil) -> Bool {
         guard frames.count == other.frames.count else { return false }
-        let linked = relaxed == 0 && relaxedSlots == 0 ? [] : linkedSymbols()
+        let linked = relaxed == 0 && relaxedSlots == 0 ? [] : linked ?? linkedSymbols()
         var matching = SymbolMatching()
         for (f, (fa, fb)) in zip(frames, other.frames).enumerated() {
             guard fa.returnIndex == fb.returnIndex else { return false }
