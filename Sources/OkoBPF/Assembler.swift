@@ -10,7 +10,7 @@
 //   ldabsh 12 / ldindw %r1, 4 (legacy packet loads)
 // As in the suite's reference assembler, the first `exit` also defines an implicit label `exit`
 // (unless the program declares one), so `jne %r0, 0, exit` jumps to it.
-// The disassembler prints the same syntax with numeric jump offsets, so text round-trips.
+// BPFDisassembler (Disassembler.swift) prints the same syntax with numeric jump offsets, so text round-trips.
 
 /// Text that does not assemble; `line` is 1-based.
 public struct BPFAssemblyError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -272,76 +272,5 @@ private struct LineParser {
         if operation == .xchg || operation == .cmpxchg { fetch = true }
         let (base, offset) = try memory(rest[1])
         return .atomic(operation, size, fetch: fetch, base: base, offset: offset, src: try register(rest[2]))
-    }
-}
-
-// MARK: - disassembler
-
-public enum BPFDisassembler {
-    /// One line of assembler text per instruction, in the syntax `BPFAssembler` accepts.
-    public static func disassemble(_ program: [BPFInstruction]) throws(BPFDecodeError) -> String {
-        try BPFDecoder.decode(program).map { text(of: $0.instruction) }.joined(separator: "\n") + "\n"
-    }
-
-    /// Text of a single decoded instruction (jump targets as `+n`/`-n`).
-    public static func text(of instruction: DecodedInstruction) -> String {
-        func reg(_ r: UInt8) -> String { "%r\(r)" }
-        func suffix(_ width: BPFWidth) -> String { width == .bits32 ? "32" : "" }
-        func operand(_ operand: BPFOperand) -> String {
-            switch operand {
-            case .register(let r): reg(r)
-            case .immediate(let imm): "\(imm)"
-            }
-        }
-        func relative(_ offset: some BinaryInteger) -> String { offset < 0 ? "\(offset)" : "+\(offset)" }
-        func memory(_ base: UInt8, _ offset: Int16) -> String { "[\(reg(base))\(relative(offset))]" }
-        func size(_ size: BPFAccessSize) -> String {
-            switch size {
-            case .byte: "b"
-            case .half: "h"
-            case .word: "w"
-            case .double: "dw"
-            }
-        }
-        switch instruction {
-        case .alu(let operation, let width, let dst, let source):
-            return "\(operation.rawValue)\(suffix(width)) \(reg(dst)), \(operand(source))"
-        case .negate(let width, let dst):
-            return "neg\(suffix(width)) \(reg(dst))"
-        case .moveSignExtend(let width, let dst, let src, let bits):
-            return "movsx\(bits)\(width.rawValue) \(reg(dst)), \(reg(src))"
-        case .byteOrder(let order, let bits, let dst):
-            return "\(order.rawValue)\(bits) \(reg(dst))"
-        case .loadImmediate64(let dst, let value, _):
-            return "lddw \(reg(dst)), 0x\(String(value, radix: 16))"
-        case .load(let accessSize, let signExtend, let dst, let base, let offset):
-            return "ldx\(signExtend ? "s" : "")\(size(accessSize)) \(reg(dst)), \(memory(base, offset))"
-        case .store(let accessSize, let base, let offset, let value):
-            switch value {
-            case .register(let src): return "stx\(size(accessSize)) \(memory(base, offset)), \(reg(src))"
-            case .immediate(let imm): return "st\(size(accessSize)) \(memory(base, offset)), \(imm)"
-            }
-        case .atomic(let operation, let accessSize, let fetch, let base, let offset, let src):
-            let explicitFetch = fetch && operation != .xchg && operation != .cmpxchg
-            return "lock \(explicitFetch ? "fetch " : "")\(operation.rawValue)\(accessSize == .word ? "32" : "") "
-                + "\(memory(base, offset)), \(reg(src))"
-        case .packetLoad(let accessSize, let indexRegister, let immediate):
-            if let indexRegister { return "ldind\(size(accessSize)) \(reg(indexRegister)), \(immediate)" }
-            return "ldabs\(size(accessSize)) \(immediate)"
-        case .jump(let offset):
-            return "ja \(relative(offset))"
-        case .jumpLong(let offset):
-            return "ja32 \(relative(offset))"
-        case .conditionalJump(let condition, let width, let dst, let source, let offset):
-            return "\(condition.rawValue)\(suffix(width)) \(reg(dst)), \(operand(source)), \(relative(offset))"
-        case .callHelper(let id):
-            return "call \(id)"
-        case .callLocal(let offset):
-            return "call local \(relative(offset))"
-        case .callRegister(let r):
-            return "call \(reg(r))"
-        case .exit:
-            return "exit"
-        }
     }
 }

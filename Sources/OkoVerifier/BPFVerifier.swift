@@ -20,12 +20,15 @@
 //   check; pointers are never stored outside the stack, never compared with scalars, never handed
 //   to helpers as scalars, never returned.
 // - Pruning: at jump targets, a path whose state is included in a fully explored stored state at
-//   the same instruction stops there (symbols must match exactly; the last 32 states at an
-//   instruction are compared; in tight loops a state is stored only every 8 instructions, so
-//   memory stays bounded under the 1M budget). A path that reaches a state equal to one of its own ancestors
-//   at the same instruction is an infinite loop. Bounded loops are simply unrolled by the
-//   interpretation; everything else runs out of the instruction budget, and the refusal names the
-//   back edge iterated most.
+//   the same instruction stops there (the last 128 states at an instruction are compared; in tight
+//   loops a state is stored only every 8 instructions, so memory stays bounded under the 1M
+//   budget). Inclusion ignores what the stored state's proof could not have relied on: dead
+//   registers (Liveness.swift) are forgotten, packet length facts are dropped once no packet pointer
+//   is held, and scalar registers and spilled stack slots whose ranges fed no safety decision match
+//   any scalar (Precision.swift); symbols are matched up to renaming. A path that reaches a state
+//   equal to one of its own ancestors at the same instruction is an infinite loop. Bounded loops
+//   are simply unrolled by the interpretation; everything else runs out of the instruction budget,
+//   and the refusal names the back edge iterated most.
 // - What is proven: every memory access is in bounds of initialised, permitted memory; no
 //   pointer value escapes to maps, helpers or r0; every helper gets arguments of its declared
 //   kinds; the program terminates within the budget on every abstract path; r0 is a scalar.
@@ -49,6 +52,8 @@ final class StoredState {
     let state: VerifierState
     let parent: StoredState?
     var branches = 1
+    /// Symbols of `state` shared by several values (see `VerifierState.linkedSymbols`).
+    lazy var linkedSymbols: Set<Int32> = state.linkedSymbols()
     init(state: VerifierState, parent: StoredState?) {
         self.state = state
         self.parent = parent
@@ -72,6 +77,8 @@ struct Analysis {
 
     var prunePoint: [Bool]
     var lddwTail: [Bool]
+    var liveness: RegisterLiveness
+    var precision: RangePrecision
     var stored: [[StoredState]]
     var liveStates = 0
     var backEdgeCounts: [BackEdge: Int] = [:]
@@ -95,17 +102,20 @@ struct Analysis {
         prunePoint = Array(repeating: false, count: program.count)
         lddwTail = Array(repeating: false, count: program.count)
         stored = Array(repeating: [], count: program.count)
+        liveness = RegisterLiveness(liveIn: [])
+        precision = RangePrecision(count: program.count)
         guard !program.isEmpty else { throw VerificationError(reason: .emptyProgram) }
         guard program.count <= limits.maxProgramLength else {
             throw VerificationError(reason: .programTooLong(count: program.count, limit: limits.maxProgramLength))
         }
         try validate()
+        liveness = RegisterLiveness(program: program, lddwTail: lddwTail, helpers: helpers)
     }
 
     func fail(_ reason: VerificationError.Reason, at i: Int? = nil) -> VerificationError {
         let at = i ?? index
         return VerificationError(
-            reason: reason, instructionIndex: at, instructionText: VerifierDisassembler.text(program, at), path: trail,
+            reason: reason, instructionIndex: at, instructionText: BPFDisassembler.text(of: program, at: at), path: trail,
             omittedPathSteps: trailOmitted)
     }
 
@@ -183,12 +193,16 @@ struct Analysis {
                 }
                 guard index < program.count else { throw fail(.fallsOffEnd, at: program.count - 1) }
                 if prunePoint[index] {
+                    state.forgetDeadRegisters(liveness, at: index)
                     state.canonicaliseSymbols()
                     var covered = false
+                    precision.refresh(program: program, liveness: liveness, lddwTail: lddwTail, helpers: helpers)
+                    let relaxed = liveness.liveIn[index] & ~precision.preciseIn[index] & ~RegisterLiveness.frameRegister
+                    let relaxedSlots = ~precision.preciseSlots(program)
                     // only the most recent states: a long loop stores one state per iteration
                     for old in stored[index].suffix(Self.statesComparedPerInstruction).reversed() {
                         if old.branches == 0 {
-                            if old.state.includes(state) { covered = true; break }
+                            if old.state.includes(state, relaxed: relaxed, relaxedSlots: relaxedSlots, linked: old.linkedSymbols) { covered = true; break }
                         } else if old.state == state && isAncestor(old, of: parent) {
                             throw fail(.infiniteLoop(backEdgeFrom: lastBackEdgeSource(into: index), to: index))
                         }
@@ -450,8 +464,10 @@ struct Analysis {
             state[register: dst] = .scalar(try scalarOp(op, a, b, is64: is64, insn: insn))
         case (.scalar, _) where op == BPFOpcode.add && is64:
             // scalar + pointer: commutative
+            precision.use(1 << UInt16(dst), at: index)
             state[register: dst] = try pointerAdd(srcValue, dstValue, srcRegister: dst, state: &state, subtract: false)
         case (_, .scalar) where (op == BPFOpcode.add || op == BPFOpcode.sub) && is64:
+            if useReg { precision.use(1 << UInt16(insn.src), at: index) }
             state[register: dst] = try pointerAdd(
                 dstValue, srcValue, srcRegister: useReg ? Int(insn.src) : nil, state: &state, subtract: op == BPFOpcode.sub)
         case (.packet(let p), .packet(let q)) where op == BPFOpcode.sub && is64:
@@ -708,7 +724,10 @@ struct Analysis {
         let slots = state.frames[frame].stack
         if lo == hi && size == 8 && lo % 8 == 0 {
             let slot = slots[Int(-lo / 8) - 1]
-            if case .spill(let v) = slot { return v }
+            if case .spill(let v) = slot {
+                if case .scalar = v { precision.spillRead(slot: Int(-lo / 8) - 1, at: index) }
+                return v
+            }
         }
         // byte by byte: every byte initialised, no part of a spilled pointer
         var byte = lo
@@ -817,6 +836,10 @@ struct Analysis {
         }
         let target = index + 1 + Int(insn.offset)
         let (taken, notTaken) = try branch(insn, state, is32: is32)
+        if taken == nil || notTaken == nil || taken!.facts != state.facts || notTaken!.facts != state.facts {
+            let operands: UInt16 = 1 << UInt16(insn.dst) | (insn.opcode & BPFOpcode.sourceX != 0 ? 1 << UInt16(insn.src) : 0)
+            precision.use(operands, at: index)
+        }
         switch (taken, notTaken) {
         case (let t?, let f?): return .fork(taken: t, target: target, notTaken: f)
         case (let t?, nil): state = t; return .next(target)

@@ -86,7 +86,9 @@ struct Frame: Hashable, Sendable {
 struct VerifierState: Hashable, Sendable {
     var frames: [Frame]
     /// facts[s] = k: the packet length is at least value(s) + k (s = 0: at least k).
-    var facts: [Int32: Int64] = [0: 0, lengthSymbol: 0]
+    var facts: [Int32: Int64] = initialFacts
+    /// What holds of every packet: len >= 0 and len >= len + 0.
+    static let initialFacts: [Int32: Int64] = [0: 0, lengthSymbol: 0]
     var nextSymbol: Int32 = 2
 
     mutating func freshSymbol() -> Int32 {
@@ -174,54 +176,5 @@ struct VerifierState: Hashable, Sendable {
         }
         facts = renamed
         nextSymbol = next
-    }
-
-    // MARK: inclusion (pruning)
-
-    /// True when every concrete state described by `other` is described by `self`, so that a fully
-    /// explored `self` also covers `other`. Symbols must match exactly (conservative).
-    func includes(_ other: VerifierState) -> Bool {
-        guard frames.count == other.frames.count else { return false }
-        for (fa, fb) in zip(frames, other.frames) {
-            guard fa.returnIndex == fb.returnIndex else { return false }
-            for (a, b) in zip(fa.registers, fb.registers) where !Self.valueIncludes(a, b) { return false }
-            for i in 0..<max(fa.stack.count, fb.stack.count) {
-                let a = i < fa.stack.count ? fa.stack[i] : .bytes(initialised: 0)
-                let b = i < fb.stack.count ? fb.stack[i] : .bytes(initialised: 0)
-                if !Self.slotIncludes(a, b) { return false }
-            }
-        }
-        for (s, k) in facts {
-            guard let ok = other.facts[s], ok >= k else { return false }
-        }
-        return true
-    }
-
-    static func slotIncludes(_ a: StackSlot, _ b: StackSlot) -> Bool {
-        switch (a, b) {
-        case (.bytes(let ma), .bytes(let mb)): return ma & mb == ma
-        case (.bytes(let ma), .spill(let v)): return ma == 0 || !v.isPointer && v != .uninitialised
-        case (.spill(let va), .spill(let vb)): return valueIncludes(va, vb)
-        case (.spill(let va), .bytes):
-            if case .uninitialised = va { return true }
-            return false
-        }
-    }
-
-    static func valueIncludes(_ a: RegisterValue, _ b: RegisterValue) -> Bool {
-        switch (a, b) {
-        case (.uninitialised, _): return true
-        case (.scalar(let x), .scalar(let y)):
-            if x.symbol != 0 && (x.symbol != y.symbol || x.delta != y.delta) { return false }
-            if x.andSource != nil && x.andSource != y.andSource { return false }
-            return x.range.contains(y.range)
-        case (.packet(let x), .packet(let y)):
-            return x.fixed == y.fixed && x.symbol == y.symbol && x.varMin <= y.varMin && x.varMax >= y.varMax
-        case (.stack(let f1, let lo1, let hi1), .stack(let f2, let lo2, let hi2)):
-            return f1 == f2 && lo1 <= lo2 && hi1 >= hi2
-        case (.mapValue(let m1, let lo1, let hi1), .mapValue(let m2, let lo2, let hi2)):
-            return m1 == m2 && lo1 <= lo2 && hi1 >= hi2
-        default: return a == b
-        }
     }
 }

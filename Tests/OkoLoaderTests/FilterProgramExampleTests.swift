@@ -123,14 +123,7 @@ struct FilterProgramExampleTests {
 
     @Test(arguments: setups)
     func p0fMatchesInsertedSignature(setup: Setup) throws {
-        // OkoVerifier still refuses clang 21's p0f: the options write (`options[count]`, bounded
-        // through `w5 = w7; w5 &= 255; if w5 < 8`) is now proven, but the option loop then exceeds
-        // the 100000 stored-state budget. clang 14's p0f verifies and runs.
-        try withKnownIssue("OkoVerifier runs out of states on clang 21's p0f.c") {
-            try p0fBehaviour(setup: setup)
-        } when: {
-            setup.compiler.label == "clang-21"
-        }
+        try p0fBehaviour(setup: setup)
     }
 
     func p0fBehaviour(setup: Setup) throws {

@@ -16,6 +16,7 @@ struct FilterProgramSafetyTests {
         ("unchecked-lookup", "null map value"),
         ("uninitialised-stack", "uninitialised stack"),
         ("map-value-out-of-bounds", "map value bounds"),
+        ("stack-out-of-bounds", "stack bounds"),
         ("packet-write", "packet write"),
         ("unbounded-loop", "loop"),
         ("unknown-helper", "unknown helper"),
@@ -31,6 +32,7 @@ struct FilterProgramSafetyTests {
         case .possiblyNullMapValue: "null map value"
         case .uninitialisedStackRead: "uninitialised stack"
         case .mapValueOutOfBounds: "map value bounds"
+        case .stackOutOfBounds: "stack bounds"
         case .packetWrite: "packet write"
         case .tooComplex(_, let edge?): edge.from >= edge.to ? "loop" : "too complex"
         case .infiniteLoop: "loop"

@@ -93,4 +93,32 @@ struct OkoctlProgTests {
         defer { try? FileManager.default.removeItem(atPath: object) }
         #expect(try Self.okoctl(["prog", "run", object, "--packet", "zz"]).status == 2)
     }
+
+    /// What a newcomer does (README "Filter programs"): `make -C examples/bpf OUT=dir` with either
+    /// clang, then `okoctl prog verify` and `okoctl prog run` on every object it built.
+    @Test(arguments: TestPrograms.compilers)
+    func everyExampleBuiltWithMakeVerifiesAndRuns(compiler: TestPrograms.Compiler) throws {
+        let out = TestPrograms.outputDirectory.appendingPathComponent("make-\(compiler.label)-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: "/usr/bin/make")
+        make.arguments = ["-s", "-C", TestPrograms.examplesDirectory.path, "OUT=\(out.path)", "CLANG=\(compiler.path)"]
+        try make.run()
+        make.waitUntilExit()
+        #expect(make.terminationStatus == 0)
+        let objects = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".o") }.sorted()
+        #expect(objects == ExampleProgramsTests.expectedMaps.keys.sorted().map { "\($0).o" })
+        let syn = TestPackets.tcp(source: [10, 0, 0, 5], destination: [203, 0, 113, 9], sourcePort: 40000, destinationPort: 80, flags: 0x02)
+        let hex = syn.map { String(format: "%02x", $0) }.joined()
+        for object in objects {
+            let path = out.appendingPathComponent(object).path
+            let verify = try Self.okoctl(["prog", "verify", path])
+            #expect(verify.status == 0, "\(object) (\(compiler.label)): \(verify.standardError)")
+            #expect(verify.standardOutput.contains("accepted"))
+            let run = try Self.okoctl(["prog", "run", path, "--packet", hex, "--repeat", "2"])
+            #expect(run.status == 0, "\(object) (\(compiler.label)): \(run.standardError)")
+            #expect(run.standardOutput.contains("r0 = "))
+            #expect(run.standardOutput.contains("ns per run over 2 runs"))
+        }
+    }
 }

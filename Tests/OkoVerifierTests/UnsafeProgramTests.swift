@@ -36,7 +36,7 @@ func emitLookup(_ b: inout ProgramBuilder) {
         let e = refusal(p)
         #expect(isPacketOutOfBounds(e))
         #expect(e?.instructionIndex == 0)
-        #expect(e?.instructionText == "ldxh r0, [r1+12]")
+        #expect(e?.instructionText == "ldxh %r0, [%r1+12]")
     }
 
     @Test func lengthCheckedOnOnePathOnlyIsRefusedWithThatPath() {
