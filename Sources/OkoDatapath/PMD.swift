@@ -208,7 +208,14 @@ public final class PMDThread: @unchecked Sendable {
 
     private func loop(yieldWhenIdle: Bool) {
         while running.load(ordering: .relaxed) {
-            if pollOnce() == 0 && yieldWhenIdle { sched_yield() }
+            guard pollOnce() == 0 else { continue }
+            if portsPolled == 0 {
+                // Nothing to poll (no port assigned to this thread): don't burn the core the control plane
+                // may share; a port added later is picked up within a millisecond.
+                usleep(1000)
+            } else if yieldWhenIdle {
+                sched_yield()
+            }
         }
         for c in caches { c.flushCounters() }
         for (b, s) in zip(bridges, readerSlots) {
@@ -230,6 +237,7 @@ public final class PMDThread: @unchecked Sendable {
         let t0 = oko_rdtsc()
         now = clock.nanoseconds(at: t0)
         polls &+= 1
+        portsPolled = 0
         var total = 0
         for bi in 0..<bridges.count {
             // Unretained: `bridges`, `readerSlots` and `caches` keep these alive; no reference counting per poll.
@@ -252,11 +260,15 @@ public final class PMDThread: @unchecked Sendable {
     }
 
     @inline(__always)
+    /// Receive queues the last `pollOnce` read (0: this thread has no port to poll).
+    private(set) var portsPolled = 0
+
     private func pollBridge(_ bridge: Bridge, cache: BridgeCaches, reader: EpochReclaimer.ReaderSlot) -> Int {
         // Going (or staying) online: publish our epoch before loading the snapshot pointer.
         bridge.reclaimer.quiescent(reader)
         let snapshot = bridge.loadSnapshot()
         var total = 0
+        var polledHere = 0
         snapshot._withUnsafeGuaranteedRef { snap in
             cache.now = now
             if cache.generation != snap.generation { cache.update(to: snap) }
@@ -266,6 +278,7 @@ public final class PMDThread: @unchecked Sendable {
             while pi < portCount {
                 let slot = snap.ports[pi]
                 pi += threadCount
+                polledHere += 1
                 let n = slot.receiveBurst(queue: index, into: rxBuffer)
                 if n == 0 { continue }
                 total += n
@@ -280,6 +293,7 @@ public final class PMDThread: @unchecked Sendable {
             if index == 0 && (total == 0 || polls & 7 == 0) { total += drainPacketOuts(bridge, snap) }
         }
         bridge.reclaimer.quiescent(reader)
+        portsPolled += polledHere
         return total
     }
 
