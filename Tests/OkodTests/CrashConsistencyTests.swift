@@ -38,12 +38,7 @@ struct CrashConsistencyTests {
         let object = try compileExample("stateless-firewall", into: directory)
         let objectBytes = try object.map { [UInt8](try Data(contentsOf: $0)) }
         let config = try writeTestConfig("""
-            dpdk:
-              eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
-              mbufs: 2048
-            stats_interval: 0
-            api: {listen: "127.0.0.1:0", token_file: "\(tokenFile.path)"}
-            openflow: {listen: "127.0.0.1:0"}
+            \(okodTestPreamble(tokenFile: tokenFile))
             store: {path: "\(directory.path)/state/okod.db"}
             bridges:
               - name: br0

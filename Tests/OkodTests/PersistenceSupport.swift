@@ -257,3 +257,15 @@ func writeTestConfig(_ text: String, in directory: URL) throws -> URL {
     try text.write(to: url, atomically: true, encoding: .utf8)
     return url
 }
+
+/// The configuration lines okod tests share: no hugepages, a small pool, listeners on free loopback ports.
+func okodTestPreamble(tokenFile: URL) -> String {
+    """
+    dpdk:
+      eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
+      mbufs: 2048
+    stats_interval: 0
+    api: {listen: "127.0.0.1:0", token_file: "\(tokenFile.path)"}
+    openflow: {listen: "127.0.0.1:0"}
+    """
+}

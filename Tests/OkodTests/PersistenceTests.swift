@@ -90,12 +90,7 @@ struct PersistenceTests {
         let tokenFile = directory.appendingPathComponent("tokens")
         func config(flow: String) throws -> URL {
             try writeTestConfig("""
-                dpdk:
-                  eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
-                  mbufs: 2048
-                stats_interval: 0
-                api: {listen: "127.0.0.1:0", token_file: "\(tokenFile.path)"}
-                openflow: {listen: "127.0.0.1:0"}
+                \(okodTestPreamble(tokenFile: tokenFile))
                 bridges:
                   - name: br0
                     ports:
@@ -147,12 +142,7 @@ struct PersistenceTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let tokenFile = directory.appendingPathComponent("tokens")
         let config = try writeTestConfig("""
-            dpdk:
-              eal_args: ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256"]
-              mbufs: 2048
-            stats_interval: 0
-            api: {listen: "127.0.0.1:0", token_file: "\(tokenFile.path)"}
-            openflow: {listen: "127.0.0.1:0"}
+            \(okodTestPreamble(tokenFile: tokenFile))
             bridges:
               - name: br0
                 ports:
