@@ -5,12 +5,13 @@
 # CPU 1 (taskset). okod's poll-mode thread (DPDK lcore 1) also sits on CPU 1 and keeps polling its
 # idle ports during both measurements, so both servers face the same client. Release build.
 # Usage: Benchmarks/http/run.sh [requests] [clients] [streams per client]
-# Writes Benchmarks/http/results.md.
+# Writes Benchmarks/http/results.md (or $RESULTS).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REQUESTS=${1:-100000}
 CLIENTS=${2:-8}
 STREAMS=${3:-16}
+RESULTS=${RESULTS:-Benchmarks/http/results.md}
 NGHTTPD_PORT=${NGHTTPD_PORT:-18482}
 for tool in h2load nghttpd taskset python3 curl; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nghttp2-client nghttp2-server util-linux python3 curl)" >&2; exit 1; }
@@ -158,4 +159,4 @@ without intermediate values (or cached per snapshot generation with counters pat
 MD
 )
 echo "$REPORT"
-printf '%s\n%s\n' "$REPORT" "$NOTES" > Benchmarks/http/results.md
+printf '%s\n%s\n' "$REPORT" "$NOTES" > "$RESULTS"

@@ -61,44 +61,63 @@ public enum PrometheusExposition {
         String(decoding: renderUTF8(families), as: UTF8.self)
     }
 
-    /// The text format as UTF-8 bytes, appended to one buffer (what `/metrics` sends).
+    /// The text format as UTF-8 bytes, appended to one buffer.
     public static func renderUTF8(_ families: [MetricFamily]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(families.reduce(0) { $0 + 160 + $1.samples.count * 96 })
-        for family in families {
-            out.append(contentsOf: "# HELP ".utf8)
-            out.append(contentsOf: family.name.utf8)
-            out.append(UInt8(ascii: " "))
-            out.append(contentsOf: escapeHelp(family.help).utf8)
-            out.append(contentsOf: "\n# TYPE ".utf8)
-            out.append(contentsOf: family.name.utf8)
-            out.append(UInt8(ascii: " "))
-            out.append(contentsOf: family.kind.rawValue.utf8)
-            out.append(UInt8(ascii: "\n"))
-            for sample in family.samples {
-                out.append(contentsOf: family.name.utf8)
-                if !sample.labels.isEmpty {
-                    out.append(UInt8(ascii: "{"))
-                    for (index, (name, value)) in sample.labels.enumerated() {
-                        if index > 0 { out.append(UInt8(ascii: ",")) }
-                        out.append(contentsOf: name.utf8)
-                        out.append(contentsOf: "=\"".utf8)
-                        out.append(contentsOf: escapeLabel(value).utf8)
-                        out.append(UInt8(ascii: "\""))
-                    }
-                    out.append(UInt8(ascii: "}"))
-                }
-                out.append(UInt8(ascii: " "))
-                let value = sample.value
-                if value == value.rounded(), abs(value) < 1e15 {
-                    appendDecimal(Int64(value).magnitude, negative: value < 0, to: &out)
-                } else {
-                    out.append(contentsOf: format(value).utf8)
-                }
-                out.append(UInt8(ascii: "\n"))
-            }
-        }
+        for family in families { append(family, to: &out) }
         return out
+    }
+
+    /// Appends one family (HELP, TYPE, samples) in the text format.
+    static func append(_ family: MetricFamily, to out: inout [UInt8]) {
+        out.append(contentsOf: header(name: family.name, help: family.help, kind: family.kind))
+        for sample in family.samples {
+            out.append(contentsOf: family.name.utf8)
+            if !sample.labels.isEmpty {
+                out.append(UInt8(ascii: "{"))
+                for (index, (name, value)) in sample.labels.enumerated() {
+                    if index > 0 { out.append(UInt8(ascii: ",")) }
+                    appendLabel(name, value, to: &out)
+                }
+                out.append(UInt8(ascii: "}"))
+            }
+            appendValue(sample.value, to: &out)
+        }
+    }
+
+    /// `# HELP <name> <help>\n# TYPE <name> <kind>\n`
+    static func header(name: String, help: String, kind: MetricFamily.Kind) -> [UInt8] {
+        var out: [UInt8] = []
+        out.append(contentsOf: "# HELP ".utf8)
+        out.append(contentsOf: name.utf8)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: escapeHelp(help).utf8)
+        out.append(contentsOf: "\n# TYPE ".utf8)
+        out.append(contentsOf: name.utf8)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: kind.rawValue.utf8)
+        out.append(UInt8(ascii: "\n"))
+        return out
+    }
+
+    /// `name="escaped value"`
+    static func appendLabel(_ name: String, _ value: String, to out: inout [UInt8]) {
+        out.append(contentsOf: name.utf8)
+        out.append(contentsOf: "=\"".utf8)
+        out.append(contentsOf: escapeLabel(value).utf8)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// ` <value>\n`: integers in decimal, others as `format` writes them.
+    static func appendValue(_ value: Double, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: " "))
+        if value == value.rounded(), abs(value) < 1e15 {
+            appendDecimal(Int64(value).magnitude, negative: value < 0, to: &out)
+        } else {
+            out.append(contentsOf: format(value).utf8)
+        }
+        out.append(UInt8(ascii: "\n"))
     }
 
     static func format(_ value: Double) -> String {

@@ -177,6 +177,13 @@ extension HTTPResponse {
 /// Serves requests of every protocol version. Called concurrently for concurrent requests.
 public protocol HTTPHandler: Sendable {
     func handle(_ request: HTTPRequest) async -> HTTPResponse
+    /// A handler that can answer without suspending returns the response here (nil: use `handle`). The
+    /// server calls it on the connection's event loop when handlers run there, saving a task per request.
+    func handleWithoutSuspending(_ request: HTTPRequest) -> HTTPResponse?
+}
+
+extension HTTPHandler {
+    public func handleWithoutSuspending(_ request: HTTPRequest) -> HTTPResponse? { nil }
 }
 
 /// Adapts a closure to `HTTPHandler`.
