@@ -91,7 +91,9 @@ public struct HTTPQueryItem: Sendable, Equatable {
 public struct HTTPRequest: Sendable {
     public var method: String
     /// The request target as sent (origin form `/a/b?x=1`, or `*`).
-    public var target: String
+    public var target: String { didSet { path = Self.decodedPath(of: target) } }
+    /// The percent-decoded path, without the query string (decoded once: handlers and wrappers ask often).
+    public private(set) var path: String
     public var headers: HTTPHeaders
     public var body: [UInt8]
     /// `ip:port` of the peer, when known.
@@ -104,14 +106,16 @@ public struct HTTPRequest: Sendable {
     ) {
         self.method = method
         self.target = target
+        self.path = Self.decodedPath(of: target)
         self.headers = headers
         self.body = body
         self.remoteAddress = remoteAddress
         self.version = version
     }
 
-    /// The percent-decoded path, without the query string.
-    public var path: String {
+    static func decodedPath(of target: String) -> String {
+        // Usual case: no query and no escapes, the target is the path (no copy).
+        guard target.utf8.contains(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "%") }) else { return target }
         let raw = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         return percentDecode(raw, plusIsSpace: false)
     }
