@@ -4,6 +4,10 @@
 // `SwitchService.ruleCounters` (no spec rendering). The text is byte for byte what
 // `PrometheusExposition.renderUTF8(metricFamilies())` gives; a test compares the two.
 import OkoDatapath
+import Synchronization
+
+/// Size of the last scrape, to reserve the next one's buffer in one go.
+private let lastScrapeBytes = Atomic<Int>(0)
 
 /// One metric family's constant parts.
 struct MetricHeader: Sendable {
@@ -83,7 +87,9 @@ extension ManagementAPI {
         }
 
         var out: [UInt8] = []
-        out.reserveCapacity(4096 + bridges.reduce(0) { $0 + $1.ports.count * 1000 + $1.rules.count * 200 + $1.programs.count * 300 })
+        // The previous scrape's size is a good guess for this one (no regrowing and copying on the way).
+        out.reserveCapacity(max(lastScrapeBytes.load(ordering: .relaxed) + 256,
+                                4096 + bridges.reduce(0) { $0 + $1.ports.count * 1000 + $1.rules.count * 200 + $1.programs.count * 300 }))
         out.append(contentsOf: MetricHeaders.up.header)
         out.append(contentsOf: MetricHeaders.up.name)
         PrometheusExposition.appendValue(1, to: &out)
@@ -160,6 +166,7 @@ extension ManagementAPI {
             }
         }
         for family in apiMetricFamilies() { PrometheusExposition.append(family, to: &out) }
+        lastScrapeBytes.store(out.count, ordering: .relaxed)
         return out
     }
 }

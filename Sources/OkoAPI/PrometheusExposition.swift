@@ -6,6 +6,8 @@
 // such as seconds and bytes) and label sets are bounded by configuration (bridges, ports, rules,
 // programs, maps), never by traffic.
 
+import Synchronization
+
 /// One metric family: `# HELP`, `# TYPE` and its samples.
 public struct MetricFamily: Sendable {
     public enum Kind: String, Sendable { case counter, gauge, untyped }
@@ -71,7 +73,7 @@ public enum PrometheusExposition {
 
     /// Appends one family (HELP, TYPE, samples) in the text format.
     static func append(_ family: MetricFamily, to out: inout [UInt8]) {
-        out.append(contentsOf: header(name: family.name, help: family.help, kind: family.kind))
+        out.append(contentsOf: cachedHeader(family))
         for sample in family.samples {
             out.append(contentsOf: family.name.utf8)
             if !sample.labels.isEmpty {
@@ -84,6 +86,26 @@ public enum PrometheusExposition {
             }
             appendValue(sample.value, to: &out)
         }
+    }
+
+    private struct HeaderKey: Hashable {
+        var name: String
+        var help: String
+        var kind: MetricFamily.Kind
+    }
+
+    /// Headers of families built per scrape (program and API metrics): the set is bounded by the code's
+    /// metric names, so rendering each once (escaping included) and looking it up is cheaper.
+    private static let headerCache = Mutex<[HeaderKey: [UInt8]]>([:])
+
+    static func cachedHeader(_ family: MetricFamily) -> [UInt8] {
+        let key = HeaderKey(name: family.name, help: family.help, kind: family.kind)
+        if let cached = headerCache.withLock({ $0[key] }) { return cached }
+        let rendered = header(name: family.name, help: family.help, kind: family.kind)
+        headerCache.withLock { cache in
+            if cache.count < 1024 { cache[key] = rendered }  // a bound, should names ever be generated
+        }
+        return rendered
     }
 
     /// `# HELP <name> <help>\n# TYPE <name> <kind>\n`
