@@ -363,9 +363,12 @@ public final class SwitchService: Sendable {
         let r = try record(name)
         let match: FlowMatch
         do { match = datapathMatch(try FlowConversion.match(filter, checkPrerequisites: false), bridge: name) } catch { throw .invalid("\(error)") }
-        let entries = r.bridge.flows(table: table, match: match)
-            .filter { cookie == nil || $0.cookie & cookieMask == cookie! & cookieMask }
-            .filter { match.filterProgram == nil || $0.match.filterProgram == match.filterProgram }
+        var entries = r.bridge.flows(table: table, match: match)
+        if cookie != nil || match.filterProgram != nil {  // (a plain listing copies nothing)
+            entries = entries
+                .filter { cookie == nil || $0.cookie & cookieMask == cookie! & cookieMask }
+                .filter { match.filterProgram == nil || $0.match.filterProgram == match.filterProgram }
+        }
         let records = entries.map { record(for: $0, in: r) }
         // An unfiltered list is the live rule set already; a filtered one asks the bridge again.
         let unfiltered = table == nil && match == FlowMatch() && cookie == nil
