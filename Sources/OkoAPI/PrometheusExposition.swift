@@ -88,22 +88,18 @@ public enum PrometheusExposition {
         }
     }
 
-    private struct HeaderKey: Hashable {
-        var name: String
-        var help: String
-        var kind: MetricFamily.Kind
-    }
-
-    /// Headers of families built per scrape (program and API metrics): the set is bounded by the code's
-    /// metric names, so rendering each once (escaping included) and looking it up is cheaper.
-    private static let headerCache = Mutex<[HeaderKey: [UInt8]]>([:])
+    /// Headers of families built per scrape (program and API metrics) by name, with the help and kind
+    /// they were rendered from: the set is bounded by the code's metric names, so rendering each once
+    /// (escaping included) and looking it up by its short name is cheaper than rebuilding it.
+    private static let headerCache = Mutex<[String: (help: String, kind: MetricFamily.Kind, bytes: [UInt8])]>([:])
 
     static func cachedHeader(_ family: MetricFamily) -> [UInt8] {
-        let key = HeaderKey(name: family.name, help: family.help, kind: family.kind)
-        if let cached = headerCache.withLock({ $0[key] }) { return cached }
+        if let cached = headerCache.withLock({ $0[family.name] }), cached.help == family.help, cached.kind == family.kind {
+            return cached.bytes
+        }
         let rendered = header(name: family.name, help: family.help, kind: family.kind)
         headerCache.withLock { cache in
-            if cache.count < 1024 { cache[key] = rendered }  // a bound, should names ever be generated
+            if cache.count < 1024 { cache[family.name] = (family.help, family.kind, rendered) }  // bounded
         }
         return rendered
     }

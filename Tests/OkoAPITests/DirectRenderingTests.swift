@@ -83,4 +83,14 @@ import Testing
                                     cookie: nil, cookieMask: 0, outPort: nil)
         #expect(try service.ruleCounters(bridge: "br0").isEmpty)
     }
+
+    @Test func familyHeadersFollowAChangedHelpText() {
+        var first = MetricFamily(name: "oko_test_header_cache_total", help: "First text.", kind: .counter)
+        first.add(UInt64(1))
+        var second = MetricFamily(name: "oko_test_header_cache_total", help: "Second \\ text\nwrapped.", kind: .gauge)
+        second.add(UInt64(2))
+        #expect(PrometheusExposition.render([first]) == "# HELP oko_test_header_cache_total First text.\n# TYPE oko_test_header_cache_total counter\noko_test_header_cache_total 1\n")
+        #expect(PrometheusExposition.render([second]) == "# HELP oko_test_header_cache_total Second \\\\ text\\nwrapped.\n# TYPE oko_test_header_cache_total gauge\noko_test_header_cache_total 2\n")
+        #expect(PrometheusExposition.render([first]).hasPrefix("# HELP oko_test_header_cache_total First text.\n"))
+    }
 }
