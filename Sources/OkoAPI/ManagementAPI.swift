@@ -131,6 +131,8 @@ public final class ManagementAPI: HTTPHandler {
     public func handle(_ request: HTTPRequest) async -> HTTPResponse { answer(request) }
 
     /// Every route is synchronous (handlers do not block), so the server needs no task per request.
+    public var answersWithoutSuspending: Bool { true }
+
     public func handleWithoutSuspending(_ request: HTTPRequest) -> HTTPResponse? { answer(request) }
 
     private func answer(_ request: HTTPRequest) -> HTTPResponse {

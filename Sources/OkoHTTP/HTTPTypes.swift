@@ -182,12 +182,15 @@ extension HTTPResponse {
 /// Serves requests of every protocol version. Called concurrently for concurrent requests.
 public protocol HTTPHandler: Sendable {
     func handle(_ request: HTTPRequest) async -> HTTPResponse
-    /// A handler that can answer without suspending returns the response here (nil: use `handle`). The
-    /// server calls it on the connection's event loop when handlers run there, saving a task per request.
+    /// True when `handleWithoutSuspending` may answer: the server then calls it on the connection's event
+    /// loop (when handlers run there) and saves a task per request. False (the default): `handle` only.
+    var answersWithoutSuspending: Bool { get }
+    /// The response when it can be produced without suspending (nil: the server falls back to `handle`).
     func handleWithoutSuspending(_ request: HTTPRequest) -> HTTPResponse?
 }
 
 extension HTTPHandler {
+    public var answersWithoutSuspending: Bool { false }
     public func handleWithoutSuspending(_ request: HTTPRequest) -> HTTPResponse? { nil }
 }
 

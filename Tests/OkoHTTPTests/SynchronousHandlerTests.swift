@@ -5,10 +5,25 @@ import OkoHTTP
 import Synchronization
 import Testing
 
+/// Has a synchronous answer but does not declare it: the server must use `handle`.
+final class UndeclaredSynchronousHandler: HTTPHandler {
+    let synchronousCalls = Atomic<Int>(0)
+
+    func handleWithoutSuspending(_ request: HTTPRequest) -> HTTPResponse? {
+        synchronousCalls.add(1, ordering: .relaxed)
+        return HTTPResponse(status: 500)
+    }
+
+    func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        HTTPResponse(status: 200, headers: HTTPHeaders([("content-type", "text/plain")]), body: Array("async\n".utf8))
+    }
+}
+
 /// Answers synchronously for paths under /sync, declines the rest; counts which entry point ran.
 final class SplitHandler: HTTPHandler {
     let synchronousCalls = Atomic<Int>(0)
     let asyncCalls = Atomic<Int>(0)
+    var answersWithoutSuspending: Bool { true }
 
     func handleWithoutSuspending(_ request: HTTPRequest) -> HTTPResponse? {
         guard request.path.hasPrefix("/sync") else { return nil }
@@ -38,5 +53,14 @@ struct SynchronousHandlerTests {
         }
         #expect(handler.synchronousCalls.load(ordering: .relaxed) == 4)
         #expect(handler.asyncCalls.load(ordering: .relaxed) == 2)
+    }
+
+    @Test func handlersThatDoNotDeclareSynchronousAnswersRunAsTasks() async throws {
+        let handler = UndeclaredSynchronousHandler()
+        let (server, port) = try await startServer(handler: handler)
+        defer { Task { await server.shutdown(gracePeriod: .seconds(1)) } }
+        let result = try await curl(["-s", "http://127.0.0.1:\(port)/x"])
+        #expect(result.stdout == "async\n")
+        #expect(handler.synchronousCalls.load(ordering: .relaxed) == 0)
     }
 }
