@@ -128,7 +128,14 @@ public final class ManagementAPI: HTTPHandler {
         registerRoutes()
     }
 
-    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse { answer(request) }
+
+    /// Every route is synchronous (handlers do not block), so the server needs no task per request.
+    public var answersWithoutSuspending: Bool { true }
+
+    public func handleWithoutSuspending(_ request: HTTPRequest) -> HTTPResponse? { answer(request) }
+
+    private func answer(_ request: HTTPRequest) -> HTTPResponse {
         let response = respond(request)
         requestCounts.withLock { $0[request.method, default: [:]][response.status, default: 0] += 1 }
         return response
@@ -224,7 +231,7 @@ public final class ManagementAPI: HTTPHandler {
 
 extension HTTPResponse {
     static func json(_ value: JSONValue, status: Int = 200, headers: [(String, String)] = []) -> HTTPResponse {
-        var h = HTTPHeaders([("content-type", "application/json")])
+        var h = ManagementAPI.jsonHeaders
         for (n, v) in headers { h.add(n, v) }
         var body = value.utf8Bytes
         body.append(UInt8(ascii: "\n"))

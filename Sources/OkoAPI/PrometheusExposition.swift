@@ -6,6 +6,8 @@
 // such as seconds and bytes) and label sets are bounded by configuration (bridges, ports, rules,
 // programs, maps), never by traffic.
 
+import Synchronization
+
 /// One metric family: `# HELP`, `# TYPE` and its samples.
 public struct MetricFamily: Sendable {
     public enum Kind: String, Sendable { case counter, gauge, untyped }
@@ -61,44 +63,79 @@ public enum PrometheusExposition {
         String(decoding: renderUTF8(families), as: UTF8.self)
     }
 
-    /// The text format as UTF-8 bytes, appended to one buffer (what `/metrics` sends).
+    /// The text format as UTF-8 bytes, appended to one buffer.
     public static func renderUTF8(_ families: [MetricFamily]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(families.reduce(0) { $0 + 160 + $1.samples.count * 96 })
-        for family in families {
-            out.append(contentsOf: "# HELP ".utf8)
-            out.append(contentsOf: family.name.utf8)
-            out.append(UInt8(ascii: " "))
-            out.append(contentsOf: escapeHelp(family.help).utf8)
-            out.append(contentsOf: "\n# TYPE ".utf8)
-            out.append(contentsOf: family.name.utf8)
-            out.append(UInt8(ascii: " "))
-            out.append(contentsOf: family.kind.rawValue.utf8)
-            out.append(UInt8(ascii: "\n"))
-            for sample in family.samples {
-                out.append(contentsOf: family.name.utf8)
-                if !sample.labels.isEmpty {
-                    out.append(UInt8(ascii: "{"))
-                    for (index, (name, value)) in sample.labels.enumerated() {
-                        if index > 0 { out.append(UInt8(ascii: ",")) }
-                        out.append(contentsOf: name.utf8)
-                        out.append(contentsOf: "=\"".utf8)
-                        out.append(contentsOf: escapeLabel(value).utf8)
-                        out.append(UInt8(ascii: "\""))
-                    }
-                    out.append(UInt8(ascii: "}"))
-                }
-                out.append(UInt8(ascii: " "))
-                let value = sample.value
-                if value == value.rounded(), abs(value) < 1e15 {
-                    appendDecimal(Int64(value).magnitude, negative: value < 0, to: &out)
-                } else {
-                    out.append(contentsOf: format(value).utf8)
-                }
-                out.append(UInt8(ascii: "\n"))
-            }
-        }
+        for family in families { append(family, to: &out) }
         return out
+    }
+
+    /// Appends one family (HELP, TYPE, samples) in the text format.
+    static func append(_ family: MetricFamily, to out: inout [UInt8]) {
+        out.append(contentsOf: cachedHeader(family))
+        for sample in family.samples {
+            out.append(contentsOf: family.name.utf8)
+            if !sample.labels.isEmpty {
+                out.append(UInt8(ascii: "{"))
+                for (index, (name, value)) in sample.labels.enumerated() {
+                    if index > 0 { out.append(UInt8(ascii: ",")) }
+                    appendLabel(name, value, to: &out)
+                }
+                out.append(UInt8(ascii: "}"))
+            }
+            appendValue(sample.value, to: &out)
+        }
+    }
+
+    /// Headers of families built per scrape (program and API metrics) by name, with the help and kind
+    /// they were rendered from: the set is bounded by the code's metric names, so rendering each once
+    /// (escaping included) and looking it up by its short name is cheaper than rebuilding it.
+    private static let headerCache = Mutex<[String: (help: String, kind: MetricFamily.Kind, bytes: [UInt8])]>([:])
+
+    static func cachedHeader(_ family: MetricFamily) -> [UInt8] {
+        if let cached = headerCache.withLock({ $0[family.name] }), cached.help == family.help, cached.kind == family.kind {
+            return cached.bytes
+        }
+        let rendered = header(name: family.name, help: family.help, kind: family.kind)
+        headerCache.withLock { cache in
+            if cache.count < 1024 { cache[family.name] = (family.help, family.kind, rendered) }  // bounded
+        }
+        return rendered
+    }
+
+    /// `# HELP <name> <help>\n# TYPE <name> <kind>\n`
+    static func header(name: String, help: String, kind: MetricFamily.Kind) -> [UInt8] {
+        var out: [UInt8] = []
+        out.append(contentsOf: "# HELP ".utf8)
+        out.append(contentsOf: name.utf8)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: escapeHelp(help).utf8)
+        out.append(contentsOf: "\n# TYPE ".utf8)
+        out.append(contentsOf: name.utf8)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: kind.rawValue.utf8)
+        out.append(UInt8(ascii: "\n"))
+        return out
+    }
+
+    /// `name="escaped value"`
+    static func appendLabel(_ name: String, _ value: String, to out: inout [UInt8]) {
+        out.append(contentsOf: name.utf8)
+        out.append(contentsOf: "=\"".utf8)
+        out.append(contentsOf: escapeLabel(value).utf8)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// ` <value>\n`: integers in decimal, others as `format` writes them.
+    static func appendValue(_ value: Double, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: " "))
+        if value == value.rounded(), abs(value) < 1e15 {
+            appendDecimal(Int64(value).magnitude, negative: value < 0, to: &out)
+        } else {
+            out.append(contentsOf: format(value).utf8)
+        }
+        out.append(UInt8(ascii: "\n"))
     }
 
     static func format(_ value: Double) -> String {

@@ -7,6 +7,8 @@ import OkoSyntax
 extension ManagementAPI {
     static let json = ["application/json"]
     static let jsonOrText = ["application/json", "text/plain"]
+    static let jsonHeaders = HTTPHeaders([("content-type", "application/json")])
+    static let metricsHeaders = HTTPHeaders([("content-type", PrometheusExposition.contentType)])
 
     func registerRoutes() {
         let s = service
@@ -19,8 +21,7 @@ extension ManagementAPI {
             return .json(.object([("status", .string("ok"))]))
         }
         add("GET", "/metrics") { [self] _ in
-            HTTPResponse(status: 200, headers: HTTPHeaders([("content-type", PrometheusExposition.contentType)]),
-                         body: PrometheusExposition.renderUTF8(metricFamilies()))
+            HTTPResponse(status: 200, headers: Self.metricsHeaders, body: renderMetrics())
         }
 
         // bridges
@@ -317,12 +318,13 @@ extension ManagementAPI {
             records = try s.flows(bridge: c.parameter("bridge"), table: filter.table, filter: filter.spec,
                                   cookie: filter.cookie, cookieMask: filter.cookieMask)
         } catch { throw APIProblem.from(error) }
-        let remaining = records.filter { $0.id > after }
-        let page = Array(remaining.prefix(limit))
+        // Records come sorted by id: the page starts after the cursor's id.
+        let start = after == 0 ? 0 : (records.firstIndex { $0.id > after } ?? records.endIndex)
+        let remaining = records[start...]
+        let page = remaining.prefix(limit)
         if c.wantsText { return .plain(page.map { ($0.rendered?.text ?? $0.spec.ofctlText) + "\n" }.joined()) }
-        var pairs: [(String, JSONValue)] = [("flows", .array(page.map(flowJSON)))]
-        if remaining.count > limit, let last = page.last { pairs.append(("next", .string(encodeCursor(last.id)))) }
-        return .json(.object(pairs))
+        let next = remaining.count > limit ? page.last.map { encodeCursor($0.id) } : nil
+        return HTTPResponse(status: 200, headers: jsonHeaders, body: flowListBody(page, next: next))
     }
 
     /// Cursor: the last listed rule id, base64url of "after:<id>" (opaque to clients).
@@ -473,6 +475,7 @@ extension ManagementAPI {
 
     // MARK: metrics
 
+    /// The scrape as `MetricFamily` values (`renderMetrics()` writes the same text without them).
     func metricFamilies() -> [MetricFamily] {
         var up = MetricFamily(name: "oko_up", help: "1 while okod runs.", kind: .gauge)
         up.add(1.0)

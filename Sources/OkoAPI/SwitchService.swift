@@ -65,8 +65,9 @@ public struct FlowRecord: Sendable {
     /// Who added the rule through this service (`rest`, `config`, ...); `openflow` for rules the service
     /// first saw in the bridge (added by the OpenFlow endpoint directly).
     public var origin: String
-    /// The spec's JSON and ovs-ofctl text, rendered once per rule definition (see `BridgeRecord.specs`).
-    var rendered: (json: JSONValue, text: String)? = nil
+    /// The spec's JSON, ovs-ofctl text and JSON fragments, rendered once per rule definition (see
+    /// `BridgeRecord.specs`); listing splices the live counters between the fragments.
+    var rendered: RenderedFlow? = nil
 }
 
 public struct BridgeSummary: Sendable {
@@ -100,7 +101,7 @@ public final class SwitchService: Sendable {
         var origins: [RuleKey: String] = [:]
         /// The FlowSpec rendered for each rule, with the rule it was rendered from (counters zeroed):
         /// listing rules reuses it while the rule is unchanged (rendering is most of a list's cost).
-        var specs: [RuleKey: (definition: FlowEntry, spec: FlowSpec, json: JSONValue, text: String)] = [:]
+        var specs: [RuleKey: (definition: FlowEntry, spec: FlowSpec, rendered: RenderedFlow)] = [:]
         var nextID: UInt64 = 1
         /// Serialises multi-step changes (bulk add with rollback) on this bridge.
         let changeLock = Mutex(())
@@ -320,14 +321,6 @@ public final class SwitchService: Sendable {
 
     private func record(for entry: FlowEntry, in r: BridgeRecord) -> FlowRecord {
         let key = RuleKey(table: entry.table, priority: entry.priority, match: entry.match)
-        let (id, origin) = state.withLock { _ -> (UInt64, String) in
-            let origin = r.origins[key] ?? "openflow"
-            if let id = r.ids[key] { return (id, origin) }
-            let id = r.nextID
-            r.nextID += 1
-            r.ids[key] = id
-            return (id, origin)
-        }
         var named = entry
         if let p = entry.match.filterProgram, let programs {
             named.match.filterProgram = programs.operatorProgramID(bridge: r.bridge.name, datapathID: p) ?? p
@@ -337,13 +330,23 @@ public final class SwitchService: Sendable {
         named.durationSeconds = 0
         named.idleSeconds = 0
         let definition = named
-        if let cached = state.withLock({ _ in r.specs[key] }), cached.definition == definition {
-            return FlowRecord(id: id, spec: cached.spec, entry: entry, origin: origin, rendered: (cached.json, cached.text))
+        // One lock round for the id, the origin and the cached rendering (listing is per request).
+        let (id, origin, cached) = state.withLock { _ -> (UInt64, String, (definition: FlowEntry, spec: FlowSpec, rendered: RenderedFlow)?) in
+            let origin = r.origins[key] ?? "openflow"
+            let cached = r.specs[key]
+            if let id = r.ids[key] { return (id, origin, cached) }
+            let id = r.nextID
+            r.nextID += 1
+            r.ids[key] = id
+            return (id, origin, cached)
+        }
+        if let cached, cached.definition == definition {
+            return FlowRecord(id: id, spec: cached.spec, entry: entry, origin: origin, rendered: cached.rendered)
         }
         let spec = FlowConversion.spec(definition)
-        let json = spec.json, text = spec.ofctlText
-        state.withLock { _ in r.specs[key] = (definition, spec, json, text) }
-        return FlowRecord(id: id, spec: spec, entry: entry, origin: origin, rendered: (json, text))
+        let rendered = RenderedFlow(spec: spec)
+        state.withLock { _ in r.specs[key] = (definition, spec, rendered) }
+        return FlowRecord(id: id, spec: spec, entry: entry, origin: origin, rendered: rendered)
     }
 
     /// Rules at least as specific as `filter`'s match (and of its table/cookie when given), by id order
@@ -353,9 +356,12 @@ public final class SwitchService: Sendable {
         let r = try record(name)
         let match: FlowMatch
         do { match = datapathMatch(try FlowConversion.match(filter, checkPrerequisites: false), bridge: name) } catch { throw .invalid("\(error)") }
-        let entries = r.bridge.flows(table: table, match: match)
-            .filter { cookie == nil || $0.cookie & cookieMask == cookie! & cookieMask }
-            .filter { match.filterProgram == nil || $0.match.filterProgram == match.filterProgram }
+        var entries = r.bridge.flows(table: table, match: match)
+        if cookie != nil || match.filterProgram != nil {  // (a plain listing copies nothing)
+            entries = entries
+                .filter { cookie == nil || $0.cookie & cookieMask == cookie! & cookieMask }
+                .filter { match.filterProgram == nil || $0.match.filterProgram == match.filterProgram }
+        }
         let records = entries.map { record(for: $0, in: r) }
         // An unfiltered list is the live rule set already; a filtered one asks the bridge again.
         let unfiltered = table == nil && match == FlowMatch() && cookie == nil
@@ -363,11 +369,38 @@ public final class SwitchService: Sendable {
         return records.sorted { $0.id < $1.id }
     }
 
+    /// Every rule's id, table and live counters, by id: what a scrape needs, without rendering specs
+    /// (ids are assigned and forgotten exactly as `flows(bridge:)` does).
+    public func ruleCounters(bridge name: String) throws(SwitchError) -> [(id: UInt64, table: UInt8, packets: UInt64, bytes: UInt64)] {
+        let r = try record(name)
+        let entries = r.bridge.flows()
+        var out: [(id: UInt64, table: UInt8, packets: UInt64, bytes: UInt64)] = []
+        out.reserveCapacity(entries.count)
+        state.withLock { _ in
+            for entry in entries {
+                let key = RuleKey(table: entry.table, priority: entry.priority, match: entry.match)
+                let id: UInt64
+                if let known = r.ids[key] {
+                    id = known
+                } else {
+                    id = r.nextID
+                    r.nextID += 1
+                    r.ids[key] = id
+                }
+                out.append((id, entry.table, entry.packets, entry.bytes))
+            }
+        }
+        pruneIDs(r, live: entries)
+        out.sort { $0.id < $1.id }
+        return out
+    }
+
     /// Forgets ids of rules that no longer exist (expired, deleted by OpenFlow).
     private func pruneIDs(_ r: BridgeRecord, live entries: [FlowEntry]? = nil) {
+        // After an unfiltered list every live rule (unique by table, priority and match) has an id: equal
+        // counts mean nothing to forget, checked before hashing every match into a set.
+        if let entries, state.withLock({ _ in r.ids.count == entries.count && r.specs.count <= entries.count }) { return }
         let live = Set((entries ?? r.bridge.flows()).map { RuleKey(table: $0.table, priority: $0.priority, match: $0.match) })
-        // After an unfiltered list every live rule has an id: equal counts mean nothing to forget.
-        if entries != nil, state.withLock({ _ in r.ids.count == live.count && r.specs.count <= live.count }) { return }
         state.withLock { _ in
             r.ids = r.ids.filter { live.contains($0.key) }
             r.origins = r.origins.filter { live.contains($0.key) }

@@ -124,19 +124,33 @@ final class HTTP2Connection {
         streams.values.lazy.filter { !$0.dispatched }.map(\.startedAt).min()
     }
 
+    /// Storage for outgoing frames, reused across flushes (see `pendingOutput`).
+    private var outputBuffer: ByteBuffer?
+
     /// Collects every frame nghttp2 wants to send into one buffer (nil when there is nothing).
     func pendingOutput(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        var out: ByteBuffer?
+        var wrote = false
         while true {
             var data: UnsafePointer<UInt8>?
             let n = nghttp2_session_mem_send(session, &data)
             if n < 0 { failed = true; break }
             if n == 0 { break }
-            if out == nil { out = allocator.buffer(capacity: max(n, 4096)) }
-            out!.writeBytes(UnsafeRawBufferPointer(start: data, count: n))
+            if !wrote {
+                wrote = true
+                // Reuses the last flush's storage once NIO has written it (clear() copies nothing then and
+                // allocates fresh storage if the write is still pending): a burst of responses otherwise
+                // grows a new buffer to ~100 KB per flush, and malloc trims and regrows its arena each time.
+                if outputBuffer == nil { outputBuffer = allocator.buffer(capacity: max(n, 16 << 10)) } else { outputBuffer!.clear() }
+            }
+            outputBuffer!.writeBytes(UnsafeRawBufferPointer(start: data, count: n))
         }
+        guard wrote, let out = outputBuffer else { return nil }
+        if out.capacity > Self.retainedOutputCapacity { outputBuffer = nil }  // what a connection keeps is bounded
         return out
     }
+
+    /// Largest output buffer a connection keeps between flushes.
+    static let retainedOutputCapacity = 512 << 10
 
     /// False once nghttp2 has nothing more to read or write (after GOAWAY, or a fatal error).
     var isFinished: Bool {

@@ -341,7 +341,17 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, HTTP2ConnectionDelegate
                 loop.execute { deliver(response) }
             }
         }
-        if let executor = settings.executor {
+        if let executor = settings.executor, handler.answersWithoutSuspending {
+            // Deferred (not answered inside the caller, which may be an nghttp2 callback) but without a
+            // task when the handler answers synchronously.
+            loop.execute {
+                if let response = handler.handleWithoutSuspending(request) {
+                    deliver(response)
+                } else {
+                    Task(executorPreference: executor, operation: operation)
+                }
+            }
+        } else if let executor = settings.executor {
             Task(executorPreference: executor, operation: operation)
         } else {
             Task(operation: operation)

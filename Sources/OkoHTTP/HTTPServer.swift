@@ -10,7 +10,8 @@
 //   (that is why the handler and the nghttp2 wrapper are not Sendable-checked). The user's
 //   `HTTPHandler` runs as a Swift task; by default with the connection's event loop as its task
 //   executor, so a request costs no thread hop (handlers must not block). The response hops back to
-//   the event loop if the handler moved elsewhere.
+//   the event loop if the handler moved elsewhere. A handler that sets `answersWithoutSuspending` is
+//   called synchronously from an event-loop job instead (no task per request; nil falls back to a task).
 // - HTTP/1.x: own incremental parser (`HTTP1RequestParser`). One request at a time per connection:
 //   reads are held while a request is being handled, and the next pipelined request is parsed only
 //   after the previous response was written, so responses stay in order and memory is bounded.

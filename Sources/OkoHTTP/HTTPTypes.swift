@@ -91,7 +91,9 @@ public struct HTTPQueryItem: Sendable, Equatable {
 public struct HTTPRequest: Sendable {
     public var method: String
     /// The request target as sent (origin form `/a/b?x=1`, or `*`).
-    public var target: String
+    public var target: String { didSet { path = Self.decodedPath(of: target) } }
+    /// The percent-decoded path, without the query string (decoded once: handlers and wrappers ask often).
+    public private(set) var path: String
     public var headers: HTTPHeaders
     public var body: [UInt8]
     /// `ip:port` of the peer, when known.
@@ -104,22 +106,25 @@ public struct HTTPRequest: Sendable {
     ) {
         self.method = method
         self.target = target
+        self.path = Self.decodedPath(of: target)
         self.headers = headers
         self.body = body
         self.remoteAddress = remoteAddress
         self.version = version
     }
 
-    /// The percent-decoded path, without the query string.
-    public var path: String {
+    static func decodedPath(of target: String) -> String {
+        // Usual case: no query and no escapes, the target is the path (no copy).
+        guard target.utf8.contains(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "%") }) else { return target }
         let raw = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         return percentDecode(raw, plusIsSpace: false)
     }
 
     /// The raw query string after `?`, or nil.
     public var query: String? {
-        guard let q = target.firstIndex(of: "?") else { return nil }
-        return String(target[target.index(after: q)...])
+        // Searched on bytes: Character-wise search was a visible share of requests without a query.
+        guard let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return nil }
+        return String(target[target.utf8.index(after: q)...])
     }
 
     /// Query items in order; a key without `=` has an empty value.
@@ -177,6 +182,16 @@ extension HTTPResponse {
 /// Serves requests of every protocol version. Called concurrently for concurrent requests.
 public protocol HTTPHandler: Sendable {
     func handle(_ request: HTTPRequest) async -> HTTPResponse
+    /// True when `handleWithoutSuspending` may answer: the server then calls it on the connection's event
+    /// loop (when handlers run there) and saves a task per request. False (the default): `handle` only.
+    var answersWithoutSuspending: Bool { get }
+    /// The response when it can be produced without suspending (nil: the server falls back to `handle`).
+    func handleWithoutSuspending(_ request: HTTPRequest) -> HTTPResponse?
+}
+
+extension HTTPHandler {
+    public var answersWithoutSuspending: Bool { false }
+    public func handleWithoutSuspending(_ request: HTTPRequest) -> HTTPResponse? { nil }
 }
 
 /// Adapts a closure to `HTTPHandler`.
