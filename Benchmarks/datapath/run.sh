@@ -331,7 +331,7 @@ run_okod() {   # run_okod CASE REP
     t0=$(head -1 "$dir/m0"); t1=$(head -1 "$dir/m1")
     local tx0 tx1 busy0 busy1 pk0 pk1 emc0 emc1 mf0 mf1 up0 up1
     tx0=$(metric "$dir/m0" oko_port_tx_packets_total 'port="2"'); tx1=$(metric "$dir/m1" oko_port_tx_packets_total 'port="2"')
-    busy0=$(metric "$dir/m0" oko_pmd_busy_cycles_total); busy1=$(metric "$dir/m1" oko_pmd_busy_cycles_total)
+    busy0=$(metric "$dir/m0" oko_pmd_busy_seconds_total); busy1=$(metric "$dir/m1" oko_pmd_busy_seconds_total)
     pk0=$(metric "$dir/m0" oko_pmd_packets_total); pk1=$(metric "$dir/m1" oko_pmd_packets_total)
     emc0=$(metric "$dir/m0" oko_pmd_emc_hits_total); emc1=$(metric "$dir/m1" oko_pmd_emc_hits_total)
     mf0=$(metric "$dir/m0" oko_pmd_megaflow_hits_total); mf1=$(metric "$dir/m1" oko_pmd_megaflow_hits_total)
@@ -343,7 +343,7 @@ run_okod() {   # run_okod CASE REP
     local mpps cpp mix
     mpps=$(awk -v a="$tx0" -v b="$tx1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.3f", (b - a) / (e - s) / 1e6}')
     cpp=$(awk -v a="$busy0" -v b="$busy1" -v p="$pk0" -v q="$pk1" -v g="$tsc_ghz" \
-        'BEGIN {if (q > p) printf "%.0f", (b - a) * g / (q - p); else print "n/a"}')
+        'BEGIN {if (q > p) printf "%.0f", (b - a) * 1e9 * g / (q - p); else print "n/a"}')
     mix=$(awk -v p="$pk0" -v q="$pk1" -v e0="$emc0" -v e1="$emc1" -v m0="$mf0" -v m1="$mf1" -v u0="$up0" -v u1="$up1" \
         'BEGIN {n = q - p; if (n <= 0) n = 1; printf "emc %.0f%% megaflow %.0f%% upcalls %d", 100 * (e1 - e0) / n, 100 * (m1 - m0) / n, u1 - u0}')
     log "okod $c rep $rep: $mpps Mpps, $cpp cycles/pkt (busy), $ccpp on-CPU cycles/pkt; $extra$mix"

@@ -454,6 +454,14 @@ struct PersistingHandler: HTTPHandler {
     let persistence: Persistence
     let audit: Logger
 
+    /// Reads commit nothing: they take the API's fast path (answered on the event loop, no task).
+    var answersWithoutSuspending: Bool { true }
+
+    func handleWithoutSuspending(_ request: HTTPRequest) -> HTTPResponse? {
+        guard request.method == "GET" || request.method == "HEAD" else { return nil }
+        return api.handleWithoutSuspending(request)
+    }
+
     func handle(_ request: HTTPRequest) async -> HTTPResponse {
         if request.method == "POST", let target = Self.snapshotTarget(request.path) {
             return snapshot(request, bridge: target.bridge, program: target.program)
