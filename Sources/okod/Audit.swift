@@ -21,13 +21,14 @@ final class AuditingAgent: SwitchAgent, @unchecked Sendable {
         self.who = "openflow-connection-\(Self.connections.add(1, ordering: .relaxed).newValue)"
     }
 
-    private func log<T>(_ what: String, _ body: () throws(OpenFlowError) -> T) throws(OpenFlowError) -> T {
+    /// `what` is built only when the audit level is enabled (describing a match is not free).
+    private func log<T>(_ what: @autoclosure () -> String, _ body: () throws(OpenFlowError) -> T) throws(OpenFlowError) -> T {
         do {
             let value = try body()
-            audit.info("audit", metadata: ["who": .string(who), "what": .string(what), "result": .string("ok")])
+            audit.info("audit", metadata: ["who": .string(who), "what": .string(what()), "result": .string("ok")])
             return value
         } catch {
-            audit.info("audit", metadata: ["who": .string(who), "what": .string(what), "result": .string("refused: \(error.reason)")])
+            audit.info("audit", metadata: ["who": .string(who), "what": .string(what()), "result": .string("refused: \(error.reason)")])
             throw error
         }
     }
