@@ -164,8 +164,8 @@ was trimming and regrowing its arena on every ~100 KB flush); handlers that answ
 except rule definitions (keyed by the rule's full definition) and text headers.
 What remains: okod wraps the API in its PersistingHandler, which only has the async `handle`, so every
 request still pays a Swift task and a path split there (about 10% of a request); `Bridge.flows()` copies
-and sorts every rule per request (5-10%); NIO and nghttp2 themselves.
-MD
+and sorts every rule per request (5-10%); NIO and nghttp2 themselves. (Since then okod's
+PersistingHandler answers reads on the API's synchronous fast path.)
 MD
 )
 echo "$REPORT"
