@@ -464,7 +464,11 @@ struct PersistingHandler: HTTPHandler {
 
     func handle(_ request: HTTPRequest) async -> HTTPResponse {
         if request.method == "POST", let target = Self.snapshotTarget(request.path) {
-            return snapshot(request, bridge: target.bridge, program: target.program)
+            guard let program = target.program else {
+                let id = request.path.split(separator: "/")[4]
+                return Self.problem(400, "program: '\(id)' is not a program id (1...65535)", instance: request.path)
+            }
+            return snapshot(request, bridge: target.bridge, program: program)
         }
         let response = await api.handle(request)
         let mutating = !["GET", "HEAD"].contains(request.method) && !request.path.hasSuffix("/trace")
@@ -487,11 +491,13 @@ struct PersistingHandler: HTTPHandler {
     }
 
     /// `/v1/bridges/{b}/programs/{id}/maps/snapshot` -> (b, id).
-    static func snapshotTarget(_ path: String) -> (bridge: String, program: UInt32)? {
+    /// The (bridge, program) of a snapshot request; program nil when the path's id is not a program id.
+    static func snapshotTarget(_ path: String) -> (bridge: String, program: UInt32?)? {
         let parts = path.split(separator: "/")
         guard parts.count == 7, parts[0] == "v1", parts[1] == "bridges", parts[3] == "programs", parts[5] == "maps",
-              parts[6] == "snapshot", let id = UInt32(parts[4])
+              parts[6] == "snapshot"
         else { return nil }
+        let id = UInt32(parts[4]).flatMap { (1...65535).contains($0) ? $0 : nil }
         return (String(parts[2]), id)
     }
 

@@ -52,6 +52,10 @@ struct PersistenceTests {
         #expect(snapshot.status == 200 && snapshot.body.contains(#""entries":1"#), "snapshot: \(snapshot.body)")
         let unauthorised = try first.request("POST", "/v1/bridges/br0/programs/1/maps/snapshot", authorised: false)
         #expect(unauthorised.status == 401)
+        let badID = try first.request("POST", "/v1/bridges/br0/programs/null/maps/snapshot")
+        #expect(badID.status == 400 && badID.body.contains("not a program id"), "bad id: \(badID.body)")
+        let unknown = try first.request("POST", "/v1/bridges/br0/programs/9/maps/snapshot")
+        #expect(unknown.status == 404, "unknown program: \(unknown.body)")
         let rules = try first.request("POST", "/v1/bridges/br0/flows",
                                       body: Array("priority=10,in_port=1,filter_prog=1,actions=output:2\npriority=5,in_port=1,actions=drop".utf8),
                                       contentType: "text/plain")
