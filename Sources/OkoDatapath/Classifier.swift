@@ -134,37 +134,11 @@ final class TableSnapshot: Sendable {
     static let historyDepth = 128
     static let maxTrackedChanges = 64
 
-    /// `previous`: the table this one replaces, to record what changed (rules are compared by identity: an
-    /// unchanged rule keeps its `FlowRule` object, a modified one gets a new object).
-    init(subtables: [Subtable], previous: TableSnapshot? = nil) {
+    /// A table with no known predecessor (flow caches built on another version flush).
+    init(subtables: [Subtable]) {
         self.subtables = subtables.sorted { $0.maxPriority > $1.maxPriority }
         version = tableVersionCounter.add(1, ordering: .relaxed).newValue
-        guard let previous else {
-            history = []
-            return
-        }
-        var before = Set<ObjectIdentifier>(minimumCapacity: previous.ruleCount)
-        for st in previous.subtables { for r in st.rules { before.insert(ObjectIdentifier(r)) } }
-        var delta: [FlowMatch] = []
-        var kept = 0
-        for st in subtables {
-            for r in st.rules {
-                if before.contains(ObjectIdentifier(r)) { kept += 1 } else { delta.append(r.match) }
-            }
-        }
-        if kept < before.count {
-            var after = Set<ObjectIdentifier>(minimumCapacity: kept + delta.count)
-            for st in subtables { for r in st.rules { after.insert(ObjectIdentifier(r)) } }
-            for st in previous.subtables { for r in st.rules where !after.contains(ObjectIdentifier(r)) { delta.append(r.match) } }
-        }
-        guard delta.count <= Self.maxTrackedChanges else {
-            history = []
-            return
-        }
-        var h = [(version: previous.version, changes: delta)]
-        h.reserveCapacity(Self.historyDepth)
-        h.append(contentsOf: previous.history.prefix(Self.historyDepth - 1))
-        history = h
+        history = []
     }
 
     /// A table that replaces `previous` after exactly `changes` (the matches of the rules added, removed or
